@@ -1,0 +1,136 @@
+"""Catalog facts the advisor needs, resolved from pg_catalog (never from query text)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .db import Database
+
+
+@dataclass
+class Column:
+    name: str
+    attnum: int
+    type: str
+    c_collation: bool        # LIKE 'prefix%' can use a plain btree (collation C/POSIX or none)
+
+
+@dataclass
+class ExistingIndex:
+    oid: int
+    name: str
+    definition: str          # pg_get_indexdef
+    keys: tuple[str, ...]    # normalized key items: column name or expression text, with opclass if not default
+    include: tuple[str, ...]
+    predicate: str | None
+    unique: bool
+    primary: bool
+    exclusion: bool
+    valid: bool
+    constraint: str | None   # backing constraint type: p, u, x
+    am: str
+    size_bytes: int
+    columns: frozenset[str]  # every column it mentions (keys, INCLUDE, expressions, predicate)
+    signature: tuple         # equal for exact duplicates: am, keys+opclasses, INCLUDE, predicate, options, collations
+
+
+@dataclass
+class Table:
+    oid: int
+    schema: str
+    name: str
+    reltuples: float
+    columns: dict[str, Column] = field(default_factory=dict)
+    indexes: list[ExistingIndex] = field(default_factory=list)
+    fk_columns: list[tuple[str, ...]] = field(default_factory=list)   # referencing column lists
+
+
+_TABLE_SQL = """
+SELECT c.oid::bigint AS oid, n.nspname AS schema, c.relname AS name, c.reltuples::float8 AS reltuples
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'm')"""
+_COLUMNS_SQL = """
+SELECT a.attname AS name, a.attnum::int AS attnum, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
+       COALESCE(co.collname IN ('C', 'POSIX') OR (co.collname = 'default' AND d.datcollate IN ('C', 'POSIX')),
+                a.attcollation = 0) AS c_collation
+FROM pg_catalog.pg_attribute a
+LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
+CROSS JOIN (SELECT datcollate FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) d
+WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped"""
+_INDEXES_SQL = """
+SELECT i.indexrelid::bigint AS oid, ic.relname AS name, pg_catalog.pg_get_indexdef(i.indexrelid) AS definition,
+       i.indisunique AS unique, i.indisprimary AS primary, i.indisexclusion AS exclusion,
+       i.indisvalid AND i.indisready AS valid, i.indnkeyatts::int AS nkey, am.amname AS am,
+       pg_catalog.pg_relation_size(i.indexrelid)::bigint AS size_bytes,
+       pg_catalog.pg_get_expr(i.indpred, i.indrelid) AS predicate,
+       (SELECT con.contype::text FROM pg_catalog.pg_constraint con WHERE con.conindid = i.indexrelid
+          AND con.contype IN ('p', 'u', 'x') LIMIT 1) AS constraint,
+       ARRAY(SELECT pg_catalog.pg_get_indexdef(i.indexrelid, k, true) FROM generate_series(1, i.indnatts) k) AS items,
+       ARRAY(SELECT CASE WHEN opc.opcdefault THEN '' ELSE opc.opcname END
+             FROM unnest(i.indclass) WITH ORDINALITY u(opc_oid, k)
+             JOIN pg_catalog.pg_opclass opc ON opc.oid = u.opc_oid ORDER BY u.k) AS opclasses,
+       i.indoption::int2[]::text AS options, i.indcollation::oid[]::text AS collations
+FROM pg_catalog.pg_index i
+JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_catalog.pg_am am ON am.oid = ic.relam
+WHERE i.indrelid = $1::oid
+ORDER BY ic.relname"""
+_FK_SQL = """
+SELECT ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY u(attnum, k)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = u.attnum
+             ORDER BY u.k)::text[] AS cols
+FROM pg_catalog.pg_constraint con WHERE con.conrelid = $1::oid AND con.contype = 'f'"""
+
+
+def mentioned_columns(text: str, columns: dict[str, Column]) -> set[str]:
+    """Columns of the table named in an index expression or predicate (string literals ignored)."""
+    bare = re.sub(r"'(?:[^']|'')*'", "''", text)
+    found = set()
+    for m in re.finditer(r'"((?:[^"]|"")+)"|([A-Za-z_][A-Za-z_0-9$]*)', bare):
+        name = m.group(1).replace('""', '"') if m.group(1) else m.group(2)
+        if name in columns:
+            found.add(name)
+    return found
+
+
+class Catalog:
+    """Per-run cache of tables by (schema, name)."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self._tables: dict[tuple[str, str], Table | None] = {}
+
+    def table(self, schema: str, name: str) -> Table | None:
+        key = (schema, name)
+        if key not in self._tables:
+            self._tables[key] = self._load(schema, name)
+        return self._tables[key]
+
+    def tables(self) -> list[Table]:
+        return [t for t in self._tables.values() if t is not None]
+
+    def _load(self, schema: str, name: str) -> Table | None:
+        rows = self.db.query(_TABLE_SQL, [schema, name])
+        if not rows:
+            return None
+        r = rows[0]
+        t = Table(int(r["oid"]), r["schema"], r["name"], float(r["reltuples"] or 0.0))
+        for c in self.db.query(_COLUMNS_SQL, [t.oid]):
+            t.columns[c["name"]] = Column(c["name"], int(c["attnum"]), c["type"], bool(c["c_collation"]))
+        for i in self.db.query(_INDEXES_SQL, [t.oid]):
+            items = list(i["items"])
+            nkey = int(i["nkey"])
+            opcs = list(i["opclasses"])
+            keys = tuple(f"{items[k]} {opcs[k]}".strip() if k < len(opcs) else items[k] for k in range(nkey))
+            mentioned = set()
+            for item in items:
+                mentioned |= mentioned_columns(item, t.columns)
+            if i["predicate"]:
+                mentioned |= mentioned_columns(i["predicate"], t.columns)
+            t.indexes.append(ExistingIndex(
+                int(i["oid"]), i["name"], i["definition"], keys, tuple(items[nkey:]), i["predicate"],
+                bool(i["unique"]), bool(i["primary"]), bool(i["exclusion"]), bool(i["valid"]), i["constraint"],
+                i["am"], int(i["size_bytes"]), frozenset(mentioned),
+                (i["am"], keys, tuple(items[nkey:]), i["predicate"], i["options"], i["collations"])))
+        t.fk_columns = [tuple(r["cols"]) for r in self.db.query(_FK_SQL, [t.oid])]
+        return t

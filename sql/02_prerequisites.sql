@@ -1,0 +1,61 @@
+-- pg_stat_statements can be created in any schema and works only when it is
+-- preloaded. Every reader goes through _pgss_schema(), which fails with the
+-- exact fix instead of pg_stat_statements' own less helpful message.
+
+CREATE FUNCTION optischema._pgss_preloaded() RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'pg_stat_statements' = ANY (string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ','))
+$$;
+
+CREATE FUNCTION optischema._pgss_schema() RETURNS name
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s name;
+BEGIN
+    IF NOT optischema._pgss_preloaded() THEN
+        RAISE EXCEPTION 'pg_stat_statements is not loaded: OptiSchema cannot see the workload'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Add to postgresql.conf: shared_preload_libraries = ''pg_stat_statements'' (keep any libraries already listed), then restart PostgreSQL.';
+    END IF;
+    SELECT n.nspname INTO s FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+    WHERE e.extname = 'pg_stat_statements';
+    IF s IS NULL THEN
+        RAISE EXCEPTION 'extension pg_stat_statements is not installed in database %', current_database()
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Run: CREATE EXTENSION pg_stat_statements;';
+    END IF;
+    RETURN s;
+END
+$$;
+
+-- Where HypoPG lives, or a clear error; recommend() needs it.
+CREATE FUNCTION optischema._hypopg_schema() RETURNS name
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s name;
+BEGIN
+    SELECT n.nspname INTO s FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+    WHERE e.extname = 'hypopg';
+    IF s IS NULL THEN
+        RAISE EXCEPTION 'extension hypopg is not installed in database %: recommend() needs it for what-if plans', current_database()
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Run: CREATE EXTENSION hypopg;  (Debian/Ubuntu package: postgresql-15-hypopg)';
+    END IF;
+    RETURN s;
+END
+$$;
+
+-- Serializes work that must not overlap across sessions and sidecars (a
+-- database lock: no process-local state), released at transaction end.
+CREATE FUNCTION optischema._xact_lock(p_name text) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_advisory_xact_lock(hashtextextended('optischema.' || p_name, 0))
+$$;

@@ -1,0 +1,341 @@
+-- Workload capture. snapshot() reads pg_stat_statements and the table and
+-- index statistics of this database and stores only what changed.
+--
+-- Statements are stored as running totals (OptiSchema's own counters, which
+-- never go backwards: resets and evictions of pg_stat_statements are folded
+-- in), one row per statement and snapshot, and only when the statement ran
+-- since the previous snapshot. Any window's figures are then the difference
+-- of two rows per statement (_query_window), so reading a day of 5-minute
+-- snapshots costs two index probes per statement, not a scan of the day.
+
+CREATE TABLE optischema.snapshots (
+    id              bigserial PRIMARY KEY,
+    taken_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    duration_ms     double precision,
+    statements      integer,            -- statements of this database in pg_stat_statements
+    changed         integer,            -- of which ran since the previous snapshot (rows stored)
+    new_statements  integer,            -- first seen in this snapshot (texts stored)
+    pgss_reset      timestamptz,        -- pg_stat_statements_info.stats_reset
+    pgss_dealloc    bigint,             -- pg_stat_statements_info.dealloc
+    reset_detected  boolean NOT NULL DEFAULT false,
+    evicted         bigint NOT NULL DEFAULT 0   -- entries pg_stat_statements evicted since the previous snapshot
+);
+CREATE INDEX snapshots_taken_at_idx ON optischema.snapshots (taken_at);
+
+-- Normalized text of each statement, stored once.
+CREATE TABLE optischema.queries (
+    queryid     bigint PRIMARY KEY,
+    query       text NOT NULL,
+    own         boolean NOT NULL,       -- OptiSchema's own statements: counted nowhere
+    first_seen  bigint NOT NULL
+);
+
+-- Running totals; the narrow row (88 bytes + its index entry) is the point.
+CREATE TABLE optischema.query_stats (
+    queryid           bigint NOT NULL,
+    calls             bigint NOT NULL,
+    total_ms          double precision NOT NULL,
+    rows              bigint NOT NULL,
+    blks_hit          bigint NOT NULL,
+    blks_read         bigint NOT NULL,
+    temp_blks_written bigint NOT NULL,
+    snapshot_id       integer NOT NULL,
+    PRIMARY KEY (queryid, snapshot_id)
+);
+
+-- Per statement: pg_stat_statements' counters at the last snapshot (the next
+-- delta is taken against them) and the running totals they led to.
+CREATE TABLE optischema._query_state (
+    queryid           bigint PRIMARY KEY,
+    last_snapshot_id  integer NOT NULL,
+    pgss_calls        bigint NOT NULL,
+    pgss_total_ms     double precision NOT NULL,
+    pgss_rows         bigint NOT NULL,
+    pgss_blks_hit     bigint NOT NULL,
+    pgss_blks_read    bigint NOT NULL,
+    pgss_temp_blks    bigint NOT NULL,
+    calls             bigint NOT NULL,
+    total_ms          double precision NOT NULL,
+    rows              bigint NOT NULL,
+    blks_hit          bigint NOT NULL,
+    blks_read         bigint NOT NULL,
+    temp_blks_written bigint NOT NULL
+) WITH (fillfactor = 50);   -- room for HOT updates: every snapshot rewrites the rows that ran
+
+-- Table and index activity, as deltas since the previous snapshot (few rows:
+-- one per table or index that changed).
+CREATE TABLE optischema.table_stats (
+    snapshot_id         bigint NOT NULL,
+    relid               oid NOT NULL,
+    seq_scan            bigint NOT NULL,
+    idx_scan            bigint NOT NULL,
+    n_tup_ins           bigint NOT NULL,
+    n_tup_upd           bigint NOT NULL,
+    n_tup_del           bigint NOT NULL,
+    n_tup_hot_upd       bigint NOT NULL,
+    n_live_tup          bigint NOT NULL,    -- current value, not a delta
+    n_mod_since_analyze bigint NOT NULL,    -- current value, not a delta
+    PRIMARY KEY (snapshot_id, relid)
+);
+
+CREATE TABLE optischema._table_state (
+    relid         oid PRIMARY KEY,
+    seq_scan      bigint NOT NULL,
+    idx_scan      bigint NOT NULL,
+    n_tup_ins     bigint NOT NULL,
+    n_tup_upd     bigint NOT NULL,
+    n_tup_del     bigint NOT NULL,
+    n_tup_hot_upd bigint NOT NULL
+);
+
+CREATE TABLE optischema.index_stats (
+    snapshot_id  bigint NOT NULL,
+    indexrelid   oid NOT NULL,
+    relid        oid NOT NULL,
+    idx_scan     bigint NOT NULL,
+    PRIMARY KEY (snapshot_id, indexrelid)
+);
+
+CREATE TABLE optischema._index_state (
+    indexrelid  oid PRIMARY KEY,
+    idx_scan    bigint NOT NULL,
+    first_seen  bigint NOT NULL     -- an index is "unused" only over windows it existed for
+);
+
+SELECT pg_catalog.pg_extension_config_dump('optischema.snapshots', '');
+SELECT pg_catalog.pg_extension_config_dump('optischema.snapshots_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('optischema.queries', '');
+SELECT pg_catalog.pg_extension_config_dump('optischema.query_stats', '');
+SELECT pg_catalog.pg_extension_config_dump('optischema._query_state', '');
+SELECT pg_catalog.pg_extension_config_dump('optischema.table_stats', '');
+SELECT pg_catalog.pg_extension_config_dump('optischema._table_state', '');
+SELECT pg_catalog.pg_extension_config_dump('optischema.index_stats', '');
+SELECT pg_catalog.pg_extension_config_dump('optischema._index_state', '');
+
+CREATE FUNCTION optischema.snapshot() RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t0        timestamptz := clock_timestamp();
+    pgss      name := optischema._pgss_schema();
+    v_db      oid := (SELECT oid FROM pg_database WHERE datname = current_database());
+    prev      optischema.snapshots;
+    v_id      bigint;
+    v_reset   timestamptz;
+    v_dealloc bigint;
+    v_restart boolean;
+    v_new     bigint[];
+    v_seen    integer;
+    v_changed integer;
+BEGIN
+    -- Deltas are taken against the previous snapshot: one at a time.
+    PERFORM optischema._xact_lock('snapshot');
+
+    EXECUTE format('SELECT stats_reset, dealloc FROM %I.pg_stat_statements_info', pgss)
+        INTO v_reset, v_dealloc;
+    SELECT * INTO prev FROM optischema.snapshots ORDER BY id DESC LIMIT 1;
+    v_restart := prev.id IS NOT NULL AND prev.pgss_reset IS DISTINCT FROM v_reset;
+
+    INSERT INTO optischema.snapshots (pgss_reset, pgss_dealloc, reset_detected, evicted)
+    VALUES (v_reset, v_dealloc, v_restart,
+            CASE WHEN prev.id IS NULL THEN 0
+                 WHEN v_restart THEN v_dealloc
+                 ELSE greatest(v_dealloc - prev.pgss_dealloc, 0) END)
+    RETURNING id INTO v_id;
+
+    -- Texts only for statements never seen before: reading every text on
+    -- every snapshot is several times slower than the counters alone.
+    EXECUTE format($q$
+        SELECT array_agg(DISTINCT p.queryid)
+        FROM %I.pg_stat_statements(false) p
+        WHERE p.dbid = $1 AND p.toplevel AND p.queryid IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM optischema.queries q WHERE q.queryid = p.queryid)$q$, pgss)
+        INTO v_new USING v_db;
+    IF v_new IS NOT NULL THEN
+        EXECUTE format($q$
+            INSERT INTO optischema.queries (queryid, query, own, first_seen)
+            SELECT DISTINCT ON (p.queryid) p.queryid, p.query,
+                   p.query ~* '\moptischema\s*\.', $2
+            FROM %I.pg_stat_statements(true) p
+            WHERE p.dbid = $1 AND p.toplevel AND p.queryid = ANY ($3)
+            ORDER BY p.queryid
+            ON CONFLICT (queryid) DO NOTHING$q$, pgss)
+            USING v_db, v_id, v_new;
+    END IF;
+
+    -- After a reset, or when an entry was evicted and came back (fewer calls
+    -- than last time), its counters restarted from zero: all of it is new.
+    EXECUTE format($q$
+        WITH cur AS (
+            SELECT p.queryid,
+                   sum(p.calls)::bigint             AS calls,
+                   sum(p.total_exec_time)           AS total_ms,
+                   sum(p.rows)::bigint              AS rows,
+                   sum(p.shared_blks_hit)::bigint   AS blks_hit,
+                   sum(p.shared_blks_read)::bigint  AS blks_read,
+                   sum(p.temp_blks_written)::bigint AS temp_blks
+            FROM %I.pg_stat_statements(false) p
+            WHERE p.dbid = $1 AND p.toplevel AND p.queryid IS NOT NULL
+            GROUP BY p.queryid
+        ), seen AS (
+            SELECT count(*)::integer AS n FROM cur
+        ), d AS (
+            SELECT c.*, s.queryid IS NOT NULL AS known,
+                   CASE WHEN s.queryid IS NULL OR $2 OR c.calls < s.pgss_calls THEN 0 ELSE 1 END AS k,
+                   coalesce(s.pgss_calls, 0) AS pgss_calls, coalesce(s.pgss_total_ms, 0) AS pgss_total_ms,
+                   coalesce(s.pgss_rows, 0) AS pgss_rows, coalesce(s.pgss_blks_hit, 0) AS pgss_blks_hit,
+                   coalesce(s.pgss_blks_read, 0) AS pgss_blks_read, coalesce(s.pgss_temp_blks, 0) AS pgss_temp_blks,
+                   coalesce(s.calls, 0) AS r_calls, coalesce(s.total_ms, 0) AS r_total_ms,
+                   coalesce(s.rows, 0) AS r_rows, coalesce(s.blks_hit, 0) AS r_blks_hit,
+                   coalesce(s.blks_read, 0) AS r_blks_read, coalesce(s.temp_blks_written, 0) AS r_temp_blks
+            FROM cur c
+            JOIN optischema.queries q ON q.queryid = c.queryid AND NOT q.own
+            LEFT JOIN optischema._query_state s ON s.queryid = c.queryid
+            WHERE s.queryid IS NULL OR c.calls <> s.pgss_calls OR $2
+        ), n AS (
+            SELECT d.queryid, d.known, d.calls, d.total_ms, d.rows, d.blks_hit, d.blks_read, d.temp_blks,
+                   d.r_calls     + d.calls     - d.k * d.pgss_calls     AS t_calls,
+                   d.r_total_ms  + d.total_ms  - d.k * d.pgss_total_ms  AS t_total_ms,
+                   d.r_rows      + d.rows      - d.k * d.pgss_rows      AS t_rows,
+                   d.r_blks_hit  + d.blks_hit  - d.k * d.pgss_blks_hit  AS t_blks_hit,
+                   d.r_blks_read + d.blks_read - d.k * d.pgss_blks_read AS t_blks_read,
+                   d.r_temp_blks + d.temp_blks - d.k * d.pgss_temp_blks AS t_temp_blks
+            FROM d
+            WHERE d.calls > d.k * d.pgss_calls
+        ), upd AS (
+            UPDATE optischema._query_state s
+            SET last_snapshot_id = $3, pgss_calls = n.calls, pgss_total_ms = n.total_ms, pgss_rows = n.rows,
+                pgss_blks_hit = n.blks_hit, pgss_blks_read = n.blks_read, pgss_temp_blks = n.temp_blks,
+                calls = n.t_calls, total_ms = n.t_total_ms, rows = n.t_rows, blks_hit = n.t_blks_hit,
+                blks_read = n.t_blks_read, temp_blks_written = n.t_temp_blks
+            FROM n WHERE n.known AND s.queryid = n.queryid
+        ), ins_state AS (
+            INSERT INTO optischema._query_state
+            SELECT n.queryid, $3, n.calls, n.total_ms, n.rows, n.blks_hit, n.blks_read, n.temp_blks,
+                   n.t_calls, n.t_total_ms, n.t_rows, n.t_blks_hit, n.t_blks_read, n.t_temp_blks
+            FROM n WHERE NOT n.known
+        ), ins AS (
+            INSERT INTO optischema.query_stats
+                (queryid, calls, total_ms, rows, blks_hit, blks_read, temp_blks_written, snapshot_id)
+            SELECT n.queryid, n.t_calls, n.t_total_ms, n.t_rows, n.t_blks_hit, n.t_blks_read, n.t_temp_blks, $3
+            FROM n
+            RETURNING 1
+        )
+        SELECT (SELECT n FROM seen), (SELECT count(*)::integer FROM ins)$q$, pgss)
+        INTO v_seen, v_changed USING v_db, v_restart, v_id;
+
+    -- Tables and indexes: a counter that went backwards was reset (pg_stat_reset): take it whole.
+    WITH cur AS (
+        SELECT t.relid, t.seq_scan, coalesce(t.idx_scan, 0) AS idx_scan, t.n_tup_ins, t.n_tup_upd,
+               t.n_tup_del, t.n_tup_hot_upd, t.n_live_tup, t.n_mod_since_analyze
+        FROM pg_stat_user_tables t
+        WHERE t.schemaname <> 'optischema'
+    ), d AS (
+        SELECT c.*, s.relid IS NOT NULL AS known,
+               CASE WHEN s.relid IS NULL OR c.seq_scan < s.seq_scan OR c.idx_scan < s.idx_scan
+                         OR c.n_tup_ins < s.n_tup_ins OR c.n_tup_upd < s.n_tup_upd OR c.n_tup_del < s.n_tup_del
+                    THEN 0 ELSE 1 END AS k,
+               s.seq_scan AS s_seq, s.idx_scan AS s_idx, s.n_tup_ins AS s_ins, s.n_tup_upd AS s_upd,
+               s.n_tup_del AS s_del, s.n_tup_hot_upd AS s_hot
+        FROM cur c LEFT JOIN optischema._table_state s ON s.relid = c.relid
+        WHERE s.relid IS NULL OR (c.seq_scan, c.idx_scan, c.n_tup_ins, c.n_tup_upd, c.n_tup_del)
+                                 IS DISTINCT FROM (s.seq_scan, s.idx_scan, s.n_tup_ins, s.n_tup_upd, s.n_tup_del)
+    ), st AS (
+        INSERT INTO optischema._table_state AS s
+        SELECT relid, seq_scan, idx_scan, n_tup_ins, n_tup_upd, n_tup_del, n_tup_hot_upd FROM d
+        ON CONFLICT (relid) DO UPDATE SET seq_scan = EXCLUDED.seq_scan, idx_scan = EXCLUDED.idx_scan,
+            n_tup_ins = EXCLUDED.n_tup_ins, n_tup_upd = EXCLUDED.n_tup_upd,
+            n_tup_del = EXCLUDED.n_tup_del, n_tup_hot_upd = EXCLUDED.n_tup_hot_upd
+    )
+    INSERT INTO optischema.table_stats
+    SELECT v_id, relid, seq_scan - k * s_seq, idx_scan - k * s_idx, n_tup_ins - k * s_ins,
+           n_tup_upd - k * s_upd, n_tup_del - k * s_del, greatest(n_tup_hot_upd - k * s_hot, 0),
+           n_live_tup, n_mod_since_analyze
+    FROM d;
+
+    WITH cur AS (
+        SELECT i.indexrelid, i.relid, coalesce(i.idx_scan, 0) AS idx_scan
+        FROM pg_stat_user_indexes i
+        WHERE i.schemaname <> 'optischema'
+    ), d AS (
+        SELECT c.*, CASE WHEN s.indexrelid IS NULL OR c.idx_scan < s.idx_scan THEN 0 ELSE coalesce(s.idx_scan, 0) END AS base
+        FROM cur c LEFT JOIN optischema._index_state s ON s.indexrelid = c.indexrelid
+        WHERE s.indexrelid IS NULL OR c.idx_scan <> s.idx_scan
+    ), st AS (
+        INSERT INTO optischema._index_state AS s (indexrelid, idx_scan, first_seen)
+        SELECT indexrelid, idx_scan, v_id FROM d
+        ON CONFLICT (indexrelid) DO UPDATE SET idx_scan = EXCLUDED.idx_scan
+    )
+    INSERT INTO optischema.index_stats
+    SELECT v_id, indexrelid, relid, idx_scan - base FROM d WHERE idx_scan > base;
+
+    UPDATE optischema.snapshots
+    SET duration_ms = 1000 * extract(epoch FROM clock_timestamp() - t0),
+        statements = v_seen, changed = v_changed, new_statements = coalesce(cardinality(v_new), 0)
+    WHERE id = v_id;
+    RETURN v_id;
+END
+$$;
+
+-- Per statement, what ran after snapshot p_from up to snapshot p_to
+-- (p_from NULL: since the first snapshot, whose figures are pg_stat_statements'
+-- whole history at that time). The one reader of query_stats: top_queries(),
+-- the advisor's workload and the before/after checks all use it.
+CREATE FUNCTION optischema._query_window(p_from bigint, p_to bigint)
+RETURNS TABLE (queryid bigint, calls bigint, total_ms double precision, rows bigint,
+               blks_hit bigint, blks_read bigint, temp_blks_written bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.queryid, t.calls - coalesce(b.calls, 0), t.total_ms - coalesce(b.total_ms, 0),
+           t.rows - coalesce(b.rows, 0), t.blks_hit - coalesce(b.blks_hit, 0),
+           t.blks_read - coalesce(b.blks_read, 0), t.temp_blks_written - coalesce(b.temp_blks_written, 0)
+    FROM optischema._query_state s
+    CROSS JOIN LATERAL (
+        SELECT x.* FROM optischema.query_stats x
+        WHERE x.queryid = s.queryid AND x.snapshot_id <= p_to
+        ORDER BY x.snapshot_id DESC LIMIT 1) t
+    LEFT JOIN LATERAL (
+        SELECT x.* FROM optischema.query_stats x
+        WHERE x.queryid = s.queryid AND x.snapshot_id <= p_from
+        ORDER BY x.snapshot_id DESC LIMIT 1) b ON true
+    WHERE s.last_snapshot_id > coalesce(p_from, 0)
+      AND t.snapshot_id > coalesce(p_from, 0)
+$$;
+
+-- Removes snapshot data older than the retention setting. Separate from
+-- snapshot() so that capture stays fast; the sidecar or pg_cron runs it.
+CREATE FUNCTION optischema.purge() RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_cutoff bigint;
+    v_rows   bigint := 0;
+    n        bigint;
+BEGIN
+    PERFORM optischema._xact_lock('snapshot');
+    -- The newest snapshot always stays: the next one takes its deltas against it.
+    SELECT max(id) INTO v_cutoff FROM optischema.snapshots
+    WHERE taken_at < now() - optischema.setting('retention')::interval
+      AND id < (SELECT max(id) FROM optischema.snapshots);
+    IF v_cutoff IS NULL THEN
+        RETURN 0;
+    END IF;
+    -- Keep each statement's newest row at or before the cutoff: later windows
+    -- take their starting totals from it.
+    DELETE FROM optischema.query_stats x
+    WHERE x.snapshot_id <= v_cutoff
+      AND EXISTS (SELECT 1 FROM optischema.query_stats y
+                  WHERE y.queryid = x.queryid AND y.snapshot_id > x.snapshot_id AND y.snapshot_id <= v_cutoff);
+    GET DIAGNOSTICS n = ROW_COUNT; v_rows := v_rows + n;
+    DELETE FROM optischema.table_stats WHERE snapshot_id < v_cutoff;
+    GET DIAGNOSTICS n = ROW_COUNT; v_rows := v_rows + n;
+    DELETE FROM optischema.index_stats WHERE snapshot_id < v_cutoff;
+    GET DIAGNOSTICS n = ROW_COUNT; v_rows := v_rows + n;
+    DELETE FROM optischema.snapshots WHERE id < v_cutoff;
+    GET DIAGNOSTICS n = ROW_COUNT; v_rows := v_rows + n;
+    RETURN v_rows;
+END
+$$;

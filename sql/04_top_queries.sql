@@ -1,0 +1,53 @@
+-- The workload "dashboard", in SQL. Every statement that ran in the window
+-- is there, single-call ones included: no thresholds hide anything.
+
+-- The snapshot a window starting at p_since begins after (NULL: the window
+-- reaches back past the first snapshot).
+CREATE FUNCTION optischema._snapshot_before(p_since timestamptz) RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT max(id) FROM optischema.snapshots WHERE taken_at <= p_since
+$$;
+
+CREATE FUNCTION optischema.top_queries(since interval DEFAULT '1 hour', n integer DEFAULT 20)
+RETURNS TABLE (queryid bigint, query text, calls bigint, total_ms numeric, mean_ms numeric,
+               rows bigint, share_pct numeric, cache_hit_pct numeric, temp_blks_written bigint)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_refresh interval := optischema.setting('top_queries_refresh')::interval;
+    v_to      bigint;
+BEGIN
+    IF since IS NULL OR since <= interval '0' THEN
+        RAISE EXCEPTION 'since must be a positive interval, got %', coalesce(since::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example: optischema.top_queries(''1 hour'').';
+    END IF;
+    IF n IS NULL OR n < 1 THEN
+        RAISE EXCEPTION 'n must be a positive number of rows, got %', coalesce(n::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example: optischema.top_queries(''1 hour'', 20).';
+    END IF;
+    PERFORM optischema._pgss_schema();
+    -- Right after install, or when no scheduler runs, the data would be old or
+    -- missing: the earlier product's empty dashboard. Take a snapshot first.
+    IF v_refresh > interval '0' AND NOT EXISTS (
+            SELECT 1 FROM optischema.snapshots s WHERE s.taken_at > now() - v_refresh) THEN
+        PERFORM optischema.snapshot();
+    END IF;
+    SELECT max(s.id) INTO v_to FROM optischema.snapshots s;
+
+    RETURN QUERY
+    SELECT w.queryid, q.query, w.calls,
+           round(w.total_ms::numeric, 3),
+           round((w.total_ms / nullif(w.calls, 0))::numeric, 3),
+           w.rows,
+           round((100 * w.total_ms / nullif(sum(w.total_ms) OVER (), 0))::numeric, 2),
+           round((100.0 * w.blks_hit / nullif(w.blks_hit + w.blks_read, 0))::numeric, 2),
+           w.temp_blks_written
+    FROM optischema._query_window(optischema._snapshot_before(now() - since), v_to) w
+    JOIN optischema.queries q ON q.queryid = w.queryid
+    ORDER BY w.total_ms DESC, w.queryid
+    LIMIT n;
+END
+$$;
