@@ -43,9 +43,9 @@ def index_name(table: str, parts: list[str], identity: str, taken: set[str] = fr
     return _truncate_bytes(plain[:-4], MAX_IDENT - len(digest) - 6).rstrip("_") + f"_{digest}_idx"
 
 
-def create_index(name: str, schema: str, table: str, key_sql: list[str], include: list[str],
+def create_index(name: str | None, schema: str, table: str, key_sql: list[str], include: list[str],
                  predicate: str | None, concurrently: bool = True) -> str:
-    sql = (f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}{quote_ident(name)} ON "
+    sql = (f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}{quote_ident(name) + ' ' if name else ''}ON "
            f"{qualified(schema, table)} USING btree ({', '.join(key_sql)})")
     if include:
         sql += f" INCLUDE ({', '.join(include)})"

@@ -1,0 +1,186 @@
+"""Index candidates from one query's own plan: equality columns first, then one range,
+sort or group column; LIKE prefix columns with text_pattern_ops; expressions; partial
+indexes for equality predicates whose value never changes."""
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+
+from . import ddl
+from .catalog import Table
+from .plans import Condition, PlanFacts
+from .sqltext import quote_literal
+
+RANGE_OPS = {"<", "<=", ">", ">="}
+LIKE_OPS = {"~~"}
+
+
+@dataclass(frozen=True)
+class KeyPart:
+    column: str
+    func: str | None = None        # expression index: func(column)
+    opclass: str | None = None
+
+    def sql(self) -> str:
+        col = ddl.quote_ident(self.column)
+        text = f"{ddl.quote_ident(self.func)}({col})" if self.func else col
+        return f"{text} {self.opclass}" if self.opclass else text
+
+    def name_part(self) -> str:
+        return "_".join(p for p in (self.func, self.column, "pattern" if self.opclass else None) if p)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    schema: str
+    table: str
+    keys: tuple[KeyPart, ...]
+    predicate: tuple[str, str] | None = None     # (column, value): WHERE column = 'value'
+    include: tuple[str, ...] = ()
+
+    def predicate_sql(self) -> str | None:
+        if not self.predicate:
+            return None
+        return f"{ddl.quote_ident(self.predicate[0])} = {quote_literal(self.predicate[1])}"
+
+    def key_sql(self) -> list[str]:
+        return [k.sql() for k in self.keys]
+
+    def identity(self) -> str:
+        """Stable text identity (part of the recommendation key)."""
+        out = f"{self.schema}.{self.table}:{','.join(self.key_sql())}"
+        if self.include:
+            out += f":include={','.join(self.include)}"
+        if self.predicate:
+            out += f":where={self.predicate_sql()}"
+        return out
+
+    def hypo_ddl(self) -> str:
+        """Statement for hypopg_create_index (no name, no CONCURRENTLY)."""
+        return ddl.create_index(None, self.schema, self.table, self.key_sql(),
+                                [ddl.quote_ident(c) for c in self.include], self.predicate_sql(), concurrently=False)
+
+    def columns(self) -> set[str]:
+        cols = {k.column for k in self.keys} | set(self.include)
+        return cols | {self.predicate[0]} if self.predicate else cols
+
+    def extends(self, other: "Candidate") -> bool:
+        """other's key is a strict prefix of ours, same table and predicate: we serve its queries."""
+        return (self.schema, self.table, self.predicate) == (other.schema, other.table, other.predicate) \
+            and len(other.keys) < len(self.keys) and self.keys[:len(other.keys)] == other.keys
+
+
+@dataclass
+class Usage:
+    eq: list[str] = field(default_factory=list)
+    ordered: list[str] = field(default_factory=list)     # range, sort, group columns, in plan order
+    like: list[str] = field(default_factory=list)
+    exprs: list[tuple[str, str]] = field(default_factory=list)
+    fixed: list[tuple[str, str]] = field(default_factory=list)   # (column, constant value)
+
+
+def _add(lst: list, item) -> None:
+    if item not in lst:
+        lst.append(item)
+
+
+def usage_by_alias(f: PlanFacts, fixed_params: dict[int, str]) -> dict[str, Usage]:
+    single = next(iter(f.relations)) if len(f.relations) == 1 else None
+    out: dict[str, Usage] = {}
+
+    def alias_of(op) -> str | None:
+        a = op.alias or single
+        return a if a in f.relations else None
+
+    def note(c: Condition) -> None:
+        left, right = c.left, c.right
+        a = alias_of(left) if left.kind in ("column", "expr") else None
+        if a is None:
+            return
+        u = out.setdefault(a, Usage())
+        if left.kind == "expr":
+            if c.op == "=":
+                _add(u.exprs, (left.func, left.column))
+            return
+        if c.op in ("=", "= ANY"):
+            if right.kind == "column" and alias_of(right) not in (None, a):     # join key, both sides
+                _add(out.setdefault(alias_of(right), Usage()).eq, right.column)
+            if right.kind == "const" and right.value == "true":
+                return                                                          # bare boolean: not a key
+            _add(u.eq, left.column)
+            if c.op == "=" and right.kind == "param" and right.param in fixed_params:
+                _add(u.fixed, (left.column, fixed_params[right.param]))
+        elif c.op in RANGE_OPS and right.kind in ("param", "const"):
+            _add(u.ordered, left.column)
+        elif c.op in LIKE_OPS and right.kind in ("param", "const"):
+            _add(u.like, left.column)
+
+    for c in f.conds:
+        note(c)
+    sort_aliases = {alias_of(k) for k, _ in f.sort_keys}
+    if f.sort_keys and len(sort_aliases) == 1 and None not in sort_aliases \
+            and all(k.kind == "column" for k, _ in f.sort_keys):
+        u = out.setdefault(sort_aliases.pop(), Usage())
+        for k, _ in f.sort_keys:
+            _add(u.ordered, k.column)
+    for g in f.group_keys:
+        if g.kind == "column" and alias_of(g):
+            _add(out.setdefault(alias_of(g), Usage()).ordered, g.column)
+    return out
+
+
+def for_table(table: Table, u: Usage, max_keys: int, fixed_max_fraction_ok) -> set[Candidate]:
+    """Candidates for one table from one query's usage. fixed_max_fraction_ok(column, value)
+    says whether a constant equality is selective enough to become a partial-index predicate."""
+    cols = table.columns
+    eq = [c for c in u.eq if c in cols]
+    ordered = [c for c in u.ordered if c in cols and c not in eq]
+    keys: set[tuple[KeyPart, ...]] = set()
+    for c in eq + ordered:
+        keys.add((KeyPart(c),))
+    for c in u.like:
+        if c in cols:
+            keys.add((KeyPart(c, opclass=None if cols[c].c_collation else "text_pattern_ops"),))
+    for func, c in u.exprs:
+        if c in cols:
+            keys.add((KeyPart(c, func=func),))
+    for n in range(2, min(max_keys, len(eq)) + 1):
+        for perm in itertools.permutations(eq, n):
+            keys.add(tuple(KeyPart(c) for c in perm))
+    for n in range(1, min(max_keys - 1, len(eq)) + 1):
+        for perm in itertools.permutations(eq, n):
+            for o in ordered:
+                keys.add(tuple(KeyPart(c) for c in perm) + (KeyPart(o),))
+            if len(ordered) > 1 and n + len(ordered) <= max_keys:     # equality prefix + full sort key
+                keys.add(tuple(KeyPart(c) for c in perm + tuple(ordered)))
+    out = {Candidate(table.schema, table.name, k) for k in keys}
+    for col, value in u.fixed:
+        if col not in cols or not fixed_max_fraction_ok(col, value):
+            continue
+        for k in list(keys):
+            if all(p.column != col for p in k) and len(k) <= 2:
+                out.add(Candidate(table.schema, table.name, k, predicate=(col, value)))
+    return {c for c in out if not covered_by_existing(c, table)}
+
+
+def covered_by_existing(c: Candidate, table: Table) -> bool:
+    """An existing valid btree with the same predicate whose key starts with c's key."""
+    want = [s.replace('"', "") for s in c.key_sql()]
+    pred = c.predicate_sql()
+    for ix in table.indexes:
+        if not ix.valid or ix.am != "btree":
+            continue
+        if (ix.predicate is None) != (pred is None):
+            continue
+        if pred is not None and _bare(ix.predicate) != _bare(pred):
+            continue
+        have = [k.replace('"', "") for k in ix.keys]
+        if len(have) >= len(want) and have[:len(want)] == want:
+            return True
+    return False
+
+
+def _bare(expr: str) -> str:
+    """Predicate text without casts, quotes of identifiers, parentheses and spaces."""
+    return re.sub(r"::[a-z ]+|[\"()\s]", "", expr)

@@ -1,0 +1,83 @@
+"""Advice to drop indexes that cost upkeep and space for nothing: invalid indexes, exact
+duplicates, non-unique prefixes of another index, and (over a long enough window) unused
+ones. Indexes backing a primary key, unique or exclusion constraint are never dropped; an
+unused index whose leading columns are a foreign key's columns is kept too, because
+deletes and key updates on the referenced table need it even if the window saw none."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .catalog import ExistingIndex, Table
+
+
+@dataclass
+class DropAdvice:
+    table: Table
+    index: ExistingIndex
+    reason: str                   # 'invalid' | 'duplicate' | 'prefix' | 'unused'
+    detail: str                   # what makes it redundant
+
+
+def _protected(ix: ExistingIndex) -> bool:
+    return ix.primary or ix.exclusion or ix.constraint is not None or ix.unique
+
+
+def _serves_fk(t: Table, ix: ExistingIndex) -> bool:
+    return any(len(fk) <= len(ix.keys) and tuple(ix.keys[:len(fk)]) == fk for fk in t.fk_columns)
+
+
+def drop_advice(tables: list[Table], idx_scans: dict[int, int], window_s: float,
+                unused_min_window_s: float) -> list[DropAdvice]:
+    out: list[DropAdvice] = []
+    for t in tables:
+        chosen: set[int] = set()
+
+        def add(ix: ExistingIndex, reason: str, detail: str) -> None:
+            if ix.oid not in chosen:
+                chosen.add(ix.oid)
+                out.append(DropAdvice(t, ix, reason, detail))
+
+        for ix in t.indexes:
+            if not ix.valid and ix.constraint is None:
+                add(ix, "invalid", "index is invalid (a failed CREATE INDEX CONCURRENTLY?) and is never used")
+        valid = [ix for ix in t.indexes if ix.valid]
+        for ix in valid:
+            if _protected(ix):
+                continue
+            # exact duplicate: keep the constraint-backed one, else the older (lower oid)
+            for other in valid:
+                if other.oid != ix.oid and other.signature == ix.signature and other.oid not in chosen \
+                        and (_protected(other) or other.oid < ix.oid):
+                    add(ix, "duplicate", f"same definition as {other.name}")
+                    break
+            else:
+                for other in valid:
+                    if other.oid == ix.oid or other.am != ix.am or ix.am != "btree" or other.oid in chosen:
+                        continue
+                    if ix.predicate != other.predicate or ix.include:
+                        continue
+                    n = len(ix.keys)
+                    if len(other.keys) > n and other.keys[:n] == ix.keys and _same_prefix_options(ix, other):
+                        add(ix, "prefix", f"its key is a prefix of {other.name}")
+                        break
+        if window_s >= unused_min_window_s:
+            for ix in valid:
+                if ix.oid in chosen or _protected(ix) or _serves_fk(t, ix):
+                    continue
+                if idx_scans.get(ix.oid, None) == 0:
+                    add(ix, "unused", f"0 scans in {window_s / 86400:.1f} days")
+    return out
+
+
+def _same_prefix_options(ix: ExistingIndex, other: ExistingIndex) -> bool:
+    """Sort options and collations agree on the shared key columns."""
+    n = len(ix.keys)
+    mine_opt, other_opt = _ints(ix.signature[4]), _ints(other.signature[4])
+    mine_col, other_col = _ints(ix.signature[5]), _ints(other.signature[5])
+    return mine_opt[:n] == other_opt[:n] and mine_col[:n] == other_col[:n]
+
+
+def _ints(text) -> list[str]:
+    if isinstance(text, (list, tuple)):
+        return [str(x) for x in text]
+    return [x for x in str(text or "").strip("{}").replace(" ", ",").split(",") if x]

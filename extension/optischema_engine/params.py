@@ -1,0 +1,165 @@
+"""Representative parameter values, so that normalized text is costed with custom plans
+the way the application runs it. Values come from pg_qualstats (constants the workload
+really used, when that extension is installed) or else from pg_stats (histogram bounds,
+most common values). They are used locally, inside EXPLAIN, and never leave the database."""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from . import ddl
+from .db import Database
+from .plans import PlanFacts, Relation
+from .sqltext import quote_literal
+
+_QUALSTATS_SCHEMA_SQL = """
+SELECT n.nspname AS schema FROM pg_catalog.pg_extension e
+JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_qualstats'"""
+# {schema} is the catalog-resolved, quoted schema of pg_qualstats
+_QUALSTATS_SQL = """
+SELECT q.queryid::text AS queryid, q.lrelid::bigint AS relid, a.attname AS column,
+       o.oprname AS op, q.constvalue AS value, sum(q.occurences)::float8 AS n
+FROM {schema}.pg_qualstats() q
+JOIN pg_catalog.pg_attribute a ON a.attrelid = q.lrelid AND a.attnum = q.lattnum
+JOIN pg_catalog.pg_operator o ON o.oid = q.opno
+WHERE q.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+  AND q.constvalue IS NOT NULL AND q.queryid = ANY ($1::bigint[])
+GROUP BY 1, 2, 3, 4, 5"""
+_STATS_SQL = """
+SELECT most_common_vals::text::text[] AS mcv, most_common_freqs::float8[] AS freqs,
+       histogram_bounds::text::text[] AS hist, n_distinct::float8 AS n_distinct
+FROM pg_catalog.pg_stats WHERE schemaname = $1 AND tablename = $2 AND attname = $3"""
+_CONSTVALUE = re.compile(r"^'((?:[^']|'')*)'::[\w .\"\[\]]+$|^(-?[\d.]+(?:e[+-]?\d+)?)(?:::[\w .\"]+)?$", re.S)
+
+
+def parse_constvalue(text: str) -> str | None:
+    """The value of a pg_qualstats constant (`'pending'::text`, `42::integer`), or None."""
+    m = _CONSTVALUE.match(text.strip())
+    if not m:
+        return None
+    return m.group(1).replace("''", "'") if m.group(1) is not None else m.group(2)
+
+
+@dataclass
+class ColumnStats:
+    mcv: list[str] = field(default_factory=list)
+    freqs: list[float] = field(default_factory=list)
+    hist: list[str] = field(default_factory=list)
+
+
+class ValueSource:
+    """Observed (pg_qualstats) and statistical (pg_stats) values per column."""
+
+    def __init__(self, db: Database, queryids: list[int], use_qualstats: bool):
+        self.db = db
+        self._stats: dict[tuple[str, str, str], ColumnStats | None] = {}
+        # (queryid, relid, column, op) -> [(value, occurrences)] most used first
+        self.observed: dict[tuple[int, int, str, str], list[tuple[str, float]]] = {}
+        self.qualstats = False
+        if use_qualstats:
+            self._load_qualstats(queryids)
+
+    def _load_qualstats(self, queryids: list[int]) -> None:
+        rows = self.db.query(_QUALSTATS_SCHEMA_SQL)
+        if not rows or not queryids:
+            return
+        self.qualstats = True
+        sql = _QUALSTATS_SQL.format(schema=ddl.quote_ident(rows[0]["schema"]))
+        array = "{" + ",".join(str(q) for q in queryids) + "}"
+        for r in self.db.query(sql, [array]):
+            value = parse_constvalue(r["value"])
+            if value is None:
+                continue
+            key = (int(r["queryid"]), int(r["relid"]), r["column"], r["op"])
+            self.observed.setdefault(key, []).append((value, float(r["n"])))
+        for values in self.observed.values():
+            values.sort(key=lambda v: (-v[1], v[0]))
+
+    def stats(self, rel: Relation, column: str) -> ColumnStats | None:
+        key = (rel.schema, rel.name, column)
+        if key not in self._stats:
+            rows = self.db.query(_STATS_SQL, list(key))
+            self._stats[key] = ColumnStats(list(rows[0]["mcv"] or []), list(rows[0]["freqs"] or []),
+                                           list(rows[0]["hist"] or [])) if rows else None
+        return self._stats[key]
+
+    def seen(self, queryids: list[int], relid: int, column: str, op: str) -> list[tuple[str, float]]:
+        merged: dict[str, float] = {}
+        for q in queryids:
+            for v, n in self.observed.get((q, relid, column, op), []):
+                merged[v] = merged.get(v, 0.0) + n
+        return sorted(merged.items(), key=lambda v: (-v[1], v[0]))
+
+
+@dataclass
+class ParamPlan:
+    """How a query's parameters get values: per-sample argument lists (SQL literals with
+    casts) for custom plans, or none (then the generic plan is used)."""
+    samples: list[list[str]]
+    fixed: dict[int, str]         # parameters that always had the same value: partial-index predicates
+    source: dict[int, str]        # per parameter: 'qualstats', 'pg_stats', 'rows_per_call', 'null'
+
+
+def _stats_value(st: ColumnStats | None, op: str, k: int, n: int) -> str | None:
+    if st is None:
+        return None
+    if op == "=":
+        if st.hist:
+            return st.hist[min(len(st.hist) - 1, (k + 1) * len(st.hist) // (n + 1))]
+        return st.mcv[-1 - k % len(st.mcv)] if st.mcv else None
+    if op == "~~" and (st.hist or st.mcv):
+        src = st.hist or st.mcv
+        text = src[min(len(src) - 1, (k + 1) * len(src) // (n + 1))]
+        prefix = text[:max(3, len(text) // 2)]
+        return re.sub(r"([%_\\])", r"\\\1", prefix) + "%"
+    return None
+
+
+def plan_params(types: list[str], facts: PlanFacts, relids: dict[str, int], limit_params: set[int],
+                rows_per_call: float, values: ValueSource, queryids: list[int], samples: int) -> ParamPlan:
+    """Values for every parameter, or no samples (generic plan) if a compared parameter has none."""
+    bound: dict[int, tuple[Relation, int, str, str]] = {}
+    single = next(iter(facts.relations)) if len(facts.relations) == 1 else None
+    for c in facts.conds:
+        if c.right.kind == "param" and c.left.kind == "column":
+            alias = c.left.alias or single
+            if alias in facts.relations and alias in relids:
+                bound.setdefault(c.right.param, (facts.relations[alias], relids[alias], c.left.column, c.op))
+    per_param: dict[int, list[str]] = {}
+    source: dict[int, str] = {}
+    fixed: dict[int, str] = {}
+    missing = False
+    for n in range(1, len(types) + 1):
+        if n in limit_params:
+            per_param[n] = [str(max(1, min(1000, math.ceil(rows_per_call))))]
+            source[n] = "rows_per_call"
+        elif n in bound:
+            rel, relid, column, op = bound[n]
+            seen = values.seen(queryids, relid, column, op)
+            if seen:
+                per_param[n] = [v for v, _ in seen[:samples]]
+                source[n] = "qualstats"
+                if len(seen) == 1 and seen[0][1] >= 2 and op == "=":
+                    fixed[n] = seen[0][0]
+            else:
+                vals = [_stats_value(values.stats(rel, column), op, k, samples) for k in range(samples)]
+                vals = [v for v in vals if v is not None]
+                if not vals:
+                    missing = True
+                per_param[n] = vals
+                source[n] = "pg_stats"
+        else:
+            per_param[n] = []          # NULL: select-list, VALUES and SET parameters do not shape the plan
+            source[n] = "null"
+    if missing:
+        return ParamPlan([], fixed, source)
+    k = max([len(v) for v in per_param.values()] + [1])
+    out = []
+    for i in range(k):
+        args = []
+        for n in range(1, len(types) + 1):
+            vals = per_param[n]
+            args.append(f"{quote_literal(vals[i % len(vals)])}::{types[n - 1]}" if vals else f"NULL::{types[n - 1]}")
+        out.append(args)
+    return ParamPlan(out, fixed, source)

@@ -1,0 +1,124 @@
+"""What-if costing: PREPAREd normalized text explained (never executed) under
+hypothetical indexes. Leaves the session as found: only its own prepared statements and
+hypothetical indexes are created, and exactly those are removed."""
+from __future__ import annotations
+
+import uuid
+
+from .db import Database
+from .plans import index_names, root
+
+
+class Unplannable(Exception):
+    """The text cannot be re-planned (the reason is recorded, advise() goes on)."""
+
+
+class WhatIf:
+    def __init__(self, db: Database):
+        self.db = db
+        self.run = uuid.uuid4().hex[:8]
+        self.explain_calls = 0
+        self.hypo_created = 0
+        self._prepared: list[str] = []
+        self._hypo: dict[str, tuple[int, str, int]] = {}     # identity -> (oid, name, size)
+        self._active: set[str] = set()
+        self._cache: dict[tuple, tuple[float, list[dict]]] = {}
+        self._mode: str | None = None
+        rows = db.query("SELECT pg_catalog.current_setting('plan_cache_mode') AS m")
+        self._saved_mode = rows[0]["m"]
+
+    # -- prepared statements -------------------------------------------------------
+    def prepare(self, text: str) -> tuple[str, list[str]]:
+        """PREPARE under a unique name; returns (name, parameter types)."""
+        name = f"optischema_{self.run}_{len(self._prepared)}"
+        try:
+            with self.db.subtransaction():
+                self.db.query(f"PREPARE {name} AS {text}")
+        except Exception as e:  # noqa: BLE001 - any planner/parser error means: skip this text
+            raise Unplannable(_first_line(e)) from None
+        self._prepared.append(name)
+        rows = self.db.query("SELECT parameter_types::text[] AS t FROM pg_catalog.pg_prepared_statements "
+                             "WHERE name = $1", [name])
+        types = list(rows[0]["t"] or [])
+        if "unknown" in types:
+            raise Unplannable("parameter of undetermined type")
+        return name, types
+
+    def _set_mode(self, mode: str) -> None:
+        if mode != self._mode:
+            self.db.query("SELECT pg_catalog.set_config('plan_cache_mode', $1, true)", [mode])
+            self._mode = mode
+
+    def _explain(self, name: str, args: list[str] | None, nparams: int) -> dict:
+        self.explain_calls += 1
+        if args is None:
+            # a generic plan cached in the prepared statement does not see new hypothetical
+            # indexes, so re-plan: custom mode with NULLs would fold comparisons to false
+            self._set_mode("force_generic_plan")
+            arglist = ", ".join(["NULL"] * nparams)
+        else:
+            self._set_mode("force_custom_plan")
+            arglist = ", ".join(args)
+        sql = f"EXPLAIN (FORMAT JSON, VERBOSE) EXECUTE {name}" + (f"({arglist})" if nparams else "")
+        try:
+            with self.db.subtransaction():
+                rows = self.db.query(sql)
+        except Exception as e:  # noqa: BLE001
+            raise Unplannable(_first_line(e)) from None
+        return root(next(iter(rows[0].values())))
+
+    def cost(self, name: str, text: str, samples: list[list[str]], nparams: int) -> tuple[float, list[dict]]:
+        """Mean total cost over the parameter samples (generic plan if none), with the
+        currently active hypothetical indexes; cached per (statement, hypothetical set)."""
+        key = (name, frozenset(self._active))
+        if key not in self._cache:
+            if samples:
+                plans = [self._explain(name, args, nparams) for args in samples]
+            else:
+                self.db.query(f"DEALLOCATE {name}")
+                self.db.query(f"PREPARE {name} AS {text}")
+                plans = [self._explain(name, None, nparams)]
+            self._cache[key] = (sum(p["Total Cost"] for p in plans) / len(plans), plans)
+        return self._cache[key]
+
+    # -- hypothetical indexes --------------------------------------------------------
+    def activate(self, identities: dict[str, str]) -> None:
+        """Make exactly these hypothetical indexes (identity -> hypopg DDL) active."""
+        for ident in list(self._active):
+            if ident not in identities:
+                self.db.query("SELECT hypopg_drop_index($1::oid)", [self._hypo[ident][0]])
+                self._active.discard(ident)
+                del self._hypo[ident]
+        for ident, sql in identities.items():
+            if ident not in self._active:
+                try:
+                    with self.db.subtransaction():
+                        row = self.db.query("SELECT indexrelid::bigint AS oid, indexname AS name "
+                                            "FROM hypopg_create_index($1)", [sql])[0]
+                except Exception as e:  # noqa: BLE001 - e.g. an operator class the column type lacks
+                    raise Unplannable(_first_line(e)) from None
+                size = self.db.query("SELECT hypopg_relation_size($1::oid)::bigint AS s", [row["oid"]])[0]["s"]
+                self._hypo[ident] = (int(row["oid"]), row["name"], int(size))
+                self._active.add(ident)
+                self.hypo_created += 1
+
+    def size(self, ident: str) -> int:
+        return self._hypo[ident][2]
+
+    def uses(self, plans: list[dict], ident: str) -> bool:
+        """Does any plan use this (active) hypothetical index?"""
+        name = self._hypo[ident][1]
+        return any(name in index_names(p) for p in plans)
+
+    def close(self) -> None:
+        for ident in list(self._active):
+            self.db.query("SELECT hypopg_drop_index($1::oid)", [self._hypo[ident][0]])
+        self._active.clear()
+        for name in self._prepared:
+            self.db.query(f"DEALLOCATE {name}")
+        self._prepared.clear()
+        self.db.query("SELECT pg_catalog.set_config('plan_cache_mode', $1, true)", [self._saved_mode])
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
