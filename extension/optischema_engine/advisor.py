@@ -93,7 +93,7 @@ def advise(db: Database, workload: list[WorkloadQuery], activity: Activity,
         options, cands = _evaluate(wi, values, reads, s, started, stats)
         problem = Problem({a.key: a.calls for a in reads}, {a.key: a.base_cost for a in reads}, writes,
                           s.write_cost_per_entry, s.size_cost_per_mb, s.max_indexes_per_table,
-                          s.max_new_indexes, s.min_workload_gain * _workload_cost(reads, writes, s))
+                          s.max_new_indexes, s.min_workload_gain)
         picked = [ident for ident, _ in greedy(problem, options)]
         final, joint = _validate(wi, reads, problem, options, cands, picked)
         recs = [_create_rec(cands[i], options, final, joint, reads, problem, total_ms, catalog) for i in final]
@@ -230,7 +230,7 @@ def _evaluate(wi: WhatIf, values: ValueSource, reads: list[Analysed], s: Setting
 def _validate(wi: WhatIf, reads: list[Analysed], p: Problem, options: dict[str, Option],
               cands: dict[str, Candidate], picked: list[str]):
     """Create the chosen set together and re-cost every affected statement; then drop, one at a
-    time, any index whose removal costs less than min_gain (interactions the single-index costs
+    time, any index whose removal costs less than min_gain of the objective (interactions the single-index costs
     could not see). Returns (final idents, {ident: {query key: cost}} measured together)."""
     final = list(picked)
     while True:
@@ -240,7 +240,7 @@ def _validate(wi: WhatIf, reads: list[Analysed], p: Problem, options: dict[str, 
         for ident in final:
             rest = [x for x in final if x != ident]
             loss = objective(p, _joint_options(options, rest, _joint_costs(wi, reads, options, cands, rest)), rest) - current
-            if loss < p.min_gain and (weakest is None or loss < weakest[0]):
+            if loss < p.min_gain * current and (weakest is None or loss < weakest[0]):
                 weakest = (loss, ident)
         if weakest is None:
             return final, joint

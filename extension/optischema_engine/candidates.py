@@ -74,6 +74,7 @@ class Candidate:
 @dataclass
 class Usage:
     eq: list[str] = field(default_factory=list)
+    in_list: list[str] = field(default_factory=list)     # equality through IN (...) / = ANY
     ordered: list[str] = field(default_factory=list)     # range, sort, group columns, in plan order
     like: list[str] = field(default_factory=list)
     exprs: list[tuple[str, str]] = field(default_factory=list)
@@ -109,6 +110,8 @@ def usage_by_alias(f: PlanFacts, fixed_params: dict[int, str]) -> dict[str, Usag
             if right.kind == "const" and right.value == "true":
                 return                                                          # bare boolean: not a key
             _add(u.eq, left.column)
+            if c.op == "= ANY":
+                _add(u.in_list, left.column)
             if c.op == "=" and right.kind == "param" and right.param in fixed_params:
                 _add(u.fixed, (left.column, fixed_params[right.param]))
         elif c.op in RANGE_OPS and right.kind in ("param", "const"):
@@ -134,7 +137,9 @@ def for_table(table: Table, u: Usage, max_keys: int, fixed_max_fraction_ok) -> s
     """Candidates for one table from one query's usage. fixed_max_fraction_ok(column, value)
     says whether a constant equality is selective enough to become a partial-index predicate."""
     cols = table.columns
-    eq = [c for c in u.eq if c in cols]
+    # equality columns in a canonical order (plain '=' before IN lists, which break index
+    # order); subsets keep that order rather than trying every permutation
+    eq = [c for c in u.eq if c in cols and c not in u.in_list] + [c for c in u.in_list if c in cols]
     ordered = [c for c in u.ordered if c in cols and c not in eq]
     keys: set[tuple[KeyPart, ...]] = set()
     for c in eq + ordered:
@@ -146,10 +151,10 @@ def for_table(table: Table, u: Usage, max_keys: int, fixed_max_fraction_ok) -> s
         if c in cols:
             keys.add((KeyPart(c, func=func),))
     for n in range(2, min(max_keys, len(eq)) + 1):
-        for perm in itertools.permutations(eq, n):
+        for perm in itertools.combinations(eq, n):
             keys.add(tuple(KeyPart(c) for c in perm))
     for n in range(1, min(max_keys - 1, len(eq)) + 1):
-        for perm in itertools.permutations(eq, n):
+        for perm in itertools.combinations(eq, n):
             for o in ordered:
                 keys.add(tuple(KeyPart(c) for c in perm) + (KeyPart(o),))
             if len(ordered) > 1 and n + len(ordered) <= max_keys:     # equality prefix + full sort key

@@ -50,9 +50,10 @@ class Settings:
     """Analyse at most this many queries, heaviest first (bounds EXPLAIN calls)."""
     min_cost_reduction: float = 0.2
     """An index counts for a query only if the query's estimated cost falls by this fraction."""
-    min_workload_gain: float = 0.002
-    """An index is kept only if it saves this fraction of the workload's estimated cost per round
-    (calls x plan cost, write upkeep included)."""
+    min_workload_gain: float = 0.01
+    """An index is added (and kept) only if it lowers the workload's estimated cost (calls x plan
+    cost, write upkeep included) by this fraction of what that cost is with the indexes chosen
+    before it: the bar falls as the big wins are taken, but stays relative to what is left."""
     write_cost_per_entry: float = 2.0
     """Planner cost units charged per index entry written by an INSERT or a non-HOT UPDATE."""
     size_cost_per_mb: float = 0.0

@@ -33,12 +33,31 @@ FROM pg_catalog.pg_stats WHERE schemaname = $1 AND tablename = $2 AND attname = 
 _CONSTVALUE = re.compile(r"^'((?:[^']|'')*)'::[\w .\"\[\]]+$|^(-?[\d.]+(?:e[+-]?\d+)?)(?:::[\w .\"]+)?$", re.S)
 
 
-def parse_constvalue(text: str) -> str | None:
-    """The value of a pg_qualstats constant (`'pending'::text`, `42::integer`), or None."""
+def parse_constvalue(text: str) -> list[str]:
+    """The value(s) of a pg_qualstats constant: `'pending'::text` -> ['pending'], `42::integer`
+    -> ['42'], an IN list `'{todo,review}'::text[]` -> ['todo', 'review']; [] if not understood."""
     m = _CONSTVALUE.match(text.strip())
     if not m:
-        return None
-    return m.group(1).replace("''", "'") if m.group(1) is not None else m.group(2)
+        return []
+    if m.group(1) is None:
+        return [m.group(2)]
+    value = m.group(1).replace("''", "'")
+    if text.rstrip().endswith("[]"):
+        return _array_elements(value)
+    return [value]
+
+
+def _array_elements(literal: str) -> list[str]:
+    """Elements of a one-dimensional array literal `{a,"b c",d}` (NULLs left out)."""
+    if not (literal.startswith("{") and literal.endswith("}")):
+        return []
+    out = []
+    for m in re.finditer(r'"((?:[^"\\]|\\.)*)"|([^,]+)', literal[1:-1]):
+        if m.group(1) is not None:
+            out.append(re.sub(r"\\(.)", r"\1", m.group(1)))
+        elif m.group(2).strip().upper() != "NULL":
+            out.append(m.group(2).strip())
+    return out
 
 
 @dataclass
@@ -68,13 +87,9 @@ class ValueSource:
         sql = _QUALSTATS_SQL.format(schema=ddl.quote_ident(rows[0]["schema"]))
         array = "{" + ",".join(str(q) for q in queryids) + "}"
         for r in self.db.query(sql, [array]):
-            value = parse_constvalue(r["value"])
-            if value is None:
-                continue
             key = (int(r["queryid"]), int(r["relid"]), r["column"], r["op"])
-            self.observed.setdefault(key, []).append((value, float(r["n"])))
-        for values in self.observed.values():
-            values.sort(key=lambda v: (-v[1], v[0]))
+            for value in parse_constvalue(r["value"]):
+                self.observed.setdefault(key, []).append((value, float(r["n"])))
 
     def stats(self, rel: Relation, column: str) -> ColumnStats | None:
         key = (rel.schema, rel.name, column)
@@ -119,13 +134,18 @@ def _stats_value(st: ColumnStats | None, op: str, k: int, n: int) -> str | None:
 def plan_params(types: list[str], facts: PlanFacts, relids: dict[str, int], limit_params: set[int],
                 rows_per_call: float, values: ValueSource, queryids: list[int], samples: int) -> ParamPlan:
     """Values for every parameter, or no samples (generic plan) if a compared parameter has none."""
-    bound: dict[int, tuple[Relation, int, str, str]] = {}
+    # parameter -> (relation, relid, column, operator, position in an IN list)
+    bound: dict[int, tuple[Relation, int, str, str, int]] = {}
     single = next(iter(facts.relations)) if len(facts.relations) == 1 else None
     for c in facts.conds:
-        if c.right.kind == "param" and c.left.kind == "column":
-            alias = c.left.alias or single
-            if alias in facts.relations and alias in relids:
-                bound.setdefault(c.right.param, (facts.relations[alias], relids[alias], c.left.column, c.op))
+        alias = c.left.alias or single
+        if c.left.kind not in ("column", "expr") or alias not in facts.relations or alias not in relids:
+            continue
+        # an expression's parameter (lower(email) = lower($1)) takes values of the column itself
+        op = "=" if c.op == "= ANY" else c.op
+        params = c.right.params if c.right.kind == "array" else (c.right.param,) if c.right.kind == "param" else ()
+        for pos, n in enumerate(params):
+            bound.setdefault(n, (facts.relations[alias], relids[alias], c.left.column, op, pos))
     per_param: dict[int, list[str]] = {}
     source: dict[int, str] = {}
     fixed: dict[int, str] = {}
@@ -135,10 +155,12 @@ def plan_params(types: list[str], facts: PlanFacts, relids: dict[str, int], limi
             per_param[n] = [str(max(1, min(1000, math.ceil(rows_per_call))))]
             source[n] = "rows_per_call"
         elif n in bound:
-            rel, relid, column, op = bound[n]
+            rel, relid, column, op, pos = bound[n]
             seen = values.seen(queryids, relid, column, op)
             if seen:
-                per_param[n] = [v for v, _ in seen[:samples]]
+                # the k-th parameter of an IN list starts k values further, so that one
+                # sample's list holds distinct values as the application's lists do
+                per_param[n] = [seen[(i + pos) % len(seen)][0] for i in range(min(samples, len(seen)))]
                 source[n] = "qualstats"
                 if len(seen) == 1 and seen[0][1] >= 2 and op == "=":
                     fixed[n] = seen[0][0]
@@ -149,6 +171,9 @@ def plan_params(types: list[str], facts: PlanFacts, relids: dict[str, int], limi
                     missing = True
                 per_param[n] = vals
                 source[n] = "pg_stats"
+        elif n in facts.cond_params:
+            missing = True             # compared in a way we cannot give a value to: generic plan
+            per_param[n], source[n] = [], "generic"
         else:
             per_param[n] = []          # NULL: select-list, VALUES and SET parameters do not shape the plan
             source[n] = "null"

@@ -90,18 +90,25 @@ def split_top(text: str, sep: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Operand:
-    kind: str                   # 'column', 'expr' (func(column)), 'param', 'const', 'other'
+    kind: str                   # 'column', 'expr' (func(column)), 'param', 'const', 'array', 'other'
     alias: str | None = None
     column: str | None = None
     func: str | None = None
     param: int | None = None
     value: str | None = None    # constant text, unquoted
+    params: tuple[int, ...] = ()   # 'array': ARRAY[$2, $3] of an IN list
 
 
 def operand(text: str) -> Operand:
     t = strip_casts(text)
     if re.fullmatch(r"\$\d+", t):
         return Operand("param", param=int(t[1:]))
+    m = re.fullmatch(r"ARRAY\[(.*)\]", t, re.S)
+    if m:
+        items = [operand(x) for x in split_top(m.group(1), ",")]
+        if items and all(i.kind == "param" for i in items):
+            return Operand("array", params=tuple(i.param for i in items))
+        return Operand("other")
     if re.fullmatch(r"'(?:[^']|'')*'", t):
         return Operand("const", value=t[1:-1].replace("''", "'"))
     if re.fullmatch(r"-?\d+(?:\.\d+)?", t):
@@ -170,6 +177,7 @@ class PlanFacts:
     group_keys: list[Operand] = field(default_factory=list)
     outputs: dict[str, set[str]] = field(default_factory=dict)           # alias -> columns read
     write: tuple[str, Relation] | None = None                             # (operation, target)
+    cond_params: set[int] = field(default_factory=set)                    # parameters inside conditions
     total_cost: float = 0.0
 
 
@@ -189,6 +197,7 @@ def facts(plan: dict) -> PlanFacts:
         for key in COND_KEYS:
             if key in node:
                 f.conds.extend(conditions(node[key]))
+                f.cond_params.update(int(m) for m in re.findall(r"\$(\d+)", re.sub(r"'(?:[^']|'')*'", "", node[key])))
         nt = node.get("Node Type")
         if nt == "Limit":
             under_limit = True
