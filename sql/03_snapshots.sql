@@ -112,9 +112,14 @@ SELECT pg_catalog.pg_extension_config_dump('optischema._table_state', '');
 SELECT pg_catalog.pg_extension_config_dump('optischema.index_stats', '');
 SELECT pg_catalog.pg_extension_config_dump('optischema._index_state', '');
 
+-- The planner believes pg_stat_statements() returns a couple of rows; for
+-- thousands, index probes per row and sort-based grouping cost twice what
+-- hashing does, hence the two planner settings.
 CREATE FUNCTION optischema.snapshot() RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_nestloop = off
+SET enable_sort = off
 AS $$
 DECLARE
     t0        timestamptz := clock_timestamp();
@@ -125,7 +130,7 @@ DECLARE
     v_reset   timestamptz;
     v_dealloc bigint;
     v_restart boolean;
-    v_new     bigint[];
+    v_new     integer;
     v_seen    integer;
     v_changed integer;
 BEGIN
@@ -144,26 +149,10 @@ BEGIN
                  ELSE greatest(v_dealloc - prev.pgss_dealloc, 0) END)
     RETURNING id INTO v_id;
 
-    -- Texts only for statements never seen before: reading every text on
-    -- every snapshot is several times slower than the counters alone.
-    EXECUTE format($q$
-        SELECT array_agg(DISTINCT p.queryid)
-        FROM %I.pg_stat_statements(false) p
-        WHERE p.dbid = $1 AND p.toplevel AND p.queryid IS NOT NULL
-          AND NOT EXISTS (SELECT 1 FROM optischema.queries q WHERE q.queryid = p.queryid)$q$, pgss)
-        INTO v_new USING v_db;
-    IF v_new IS NOT NULL THEN
-        EXECUTE format($q$
-            INSERT INTO optischema.queries (queryid, query, own, first_seen)
-            SELECT DISTINCT ON (p.queryid) p.queryid, p.query,
-                   p.query ~* '\moptischema\s*\.', $2
-            FROM %I.pg_stat_statements(true) p
-            WHERE p.dbid = $1 AND p.toplevel AND p.queryid = ANY ($3)
-            ORDER BY p.queryid
-            ON CONFLICT (queryid) DO NOTHING$q$, pgss)
-            USING v_db, v_id, v_new;
-    END IF;
-
+    -- One pass over pg_stat_statements: reading it is most of a snapshot's
+    -- cost. Texts are read only when a statement was never seen before
+    -- (the one-time filter on "texts" skips pg_stat_statements(true), which
+    -- reads every text and is several times slower than the counters).
     -- After a reset, or when an entry was evicted and came back (fewer calls
     -- than last time), its counters restarted from zero: all of it is new.
     EXECUTE format($q$
@@ -175,11 +164,22 @@ BEGIN
                    sum(p.shared_blks_hit)::bigint   AS blks_hit,
                    sum(p.shared_blks_read)::bigint  AS blks_read,
                    sum(p.temp_blks_written)::bigint AS temp_blks
-            FROM %I.pg_stat_statements(false) p
+            FROM %1$I.pg_stat_statements(false) p
             WHERE p.dbid = $1 AND p.toplevel AND p.queryid IS NOT NULL
             GROUP BY p.queryid
-        ), seen AS (
-            SELECT count(*)::integer AS n FROM cur
+        ), new_ids AS (
+            SELECT c.queryid FROM cur c
+            WHERE NOT EXISTS (SELECT 1 FROM optischema.queries q WHERE q.queryid = c.queryid)
+        ), texts AS (
+            SELECT DISTINCT ON (p.queryid) p.queryid, p.query, p.query ~* '\moptischema\s*\.' AS own
+            FROM %1$I.pg_stat_statements(true) p
+            WHERE EXISTS (SELECT 1 FROM new_ids)
+              AND p.dbid = $1 AND p.toplevel AND p.queryid IN (SELECT queryid FROM new_ids)
+            ORDER BY p.queryid
+        ), ins_texts AS (
+            INSERT INTO optischema.queries (queryid, query, own, first_seen)
+            SELECT queryid, query, own, $3 FROM texts
+            ON CONFLICT (queryid) DO NOTHING
         ), d AS (
             SELECT c.*, s.queryid IS NOT NULL AS known,
                    CASE WHEN s.queryid IS NULL OR $2 OR c.calls < s.pgss_calls THEN 0 ELSE 1 END AS k,
@@ -190,9 +190,12 @@ BEGIN
                    coalesce(s.rows, 0) AS r_rows, coalesce(s.blks_hit, 0) AS r_blks_hit,
                    coalesce(s.blks_read, 0) AS r_blks_read, coalesce(s.temp_blks_written, 0) AS r_temp_blks
             FROM cur c
-            JOIN optischema.queries q ON q.queryid = c.queryid AND NOT q.own
+            LEFT JOIN optischema.queries q ON q.queryid = c.queryid
+            LEFT JOIN texts t ON t.queryid = c.queryid
             LEFT JOIN optischema._query_state s ON s.queryid = c.queryid
-            WHERE s.queryid IS NULL OR c.calls <> s.pgss_calls OR $2
+            -- no text (the entry went between the two reads): wait for the next snapshot
+            WHERE NOT coalesce(q.own, t.own, true)
+              AND (s.queryid IS NULL OR c.calls <> s.pgss_calls OR $2)
         ), n AS (
             SELECT d.queryid, d.known, d.calls, d.total_ms, d.rows, d.blks_hit, d.blks_read, d.temp_blks,
                    d.r_calls     + d.calls     - d.k * d.pgss_calls     AS t_calls,
@@ -222,8 +225,9 @@ BEGIN
             FROM n
             RETURNING 1
         )
-        SELECT (SELECT n FROM seen), (SELECT count(*)::integer FROM ins)$q$, pgss)
-        INTO v_seen, v_changed USING v_db, v_restart, v_id;
+        SELECT (SELECT count(*)::integer FROM cur), (SELECT count(*)::integer FROM ins),
+               (SELECT count(*)::integer FROM texts)$q$, pgss)
+        INTO v_seen, v_changed, v_new USING v_db, v_restart, v_id;
 
     -- Tables and indexes: a counter that went backwards was reset (pg_stat_reset): take it whole.
     WITH cur AS (
@@ -236,8 +240,9 @@ BEGIN
                CASE WHEN s.relid IS NULL OR c.seq_scan < s.seq_scan OR c.idx_scan < s.idx_scan
                          OR c.n_tup_ins < s.n_tup_ins OR c.n_tup_upd < s.n_tup_upd OR c.n_tup_del < s.n_tup_del
                     THEN 0 ELSE 1 END AS k,
-               s.seq_scan AS s_seq, s.idx_scan AS s_idx, s.n_tup_ins AS s_ins, s.n_tup_upd AS s_upd,
-               s.n_tup_del AS s_del, s.n_tup_hot_upd AS s_hot
+               coalesce(s.seq_scan, 0) AS s_seq, coalesce(s.idx_scan, 0) AS s_idx,
+               coalesce(s.n_tup_ins, 0) AS s_ins, coalesce(s.n_tup_upd, 0) AS s_upd,
+               coalesce(s.n_tup_del, 0) AS s_del, coalesce(s.n_tup_hot_upd, 0) AS s_hot
         FROM cur c LEFT JOIN optischema._table_state s ON s.relid = c.relid
         WHERE s.relid IS NULL OR (c.seq_scan, c.idx_scan, c.n_tup_ins, c.n_tup_upd, c.n_tup_del)
                                  IS DISTINCT FROM (s.seq_scan, s.idx_scan, s.n_tup_ins, s.n_tup_upd, s.n_tup_del)
@@ -272,7 +277,7 @@ BEGIN
 
     UPDATE optischema.snapshots
     SET duration_ms = 1000 * extract(epoch FROM clock_timestamp() - t0),
-        statements = v_seen, changed = v_changed, new_statements = coalesce(cardinality(v_new), 0)
+        statements = v_seen, changed = v_changed, new_statements = v_new
     WHERE id = v_id;
     RETURN v_id;
 END

@@ -1,0 +1,1 @@
+"""OptiSchema's own benchmarks (`make bench`): each module prints its figures."""

@@ -1,0 +1,27 @@
+BEGIN;
+SELECT plan(9);
+
+SELECT is((SELECT array_agg("check" ORDER BY "check") FROM optischema.health()),
+    ARRAY['compute_query_id', 'hypopg', 'pg_cron', 'pg_stat_statements created', 'pg_stat_statements evictions',
+          'pg_stat_statements preloaded', 'pg_stat_statements.track', 'plpython3u', 'sidecar heartbeat',
+          'snapshot freshness', 'track_io_timing'],
+    'health() runs every check');
+SELECT ok((SELECT bool_and(fix IS NULL) FROM optischema.health() WHERE ok), 'a passing check has no fix');
+SELECT ok((SELECT bool_and(fix IS NOT NULL AND detail IS NOT NULL) FROM optischema.health() WHERE NOT ok),
+          'a failing check says what is wrong and how to fix it');
+SELECT ok((SELECT ok FROM optischema.health() WHERE "check" = 'pg_stat_statements preloaded'), 'the test cluster preloads pg_stat_statements');
+SELECT is((SELECT detail FROM optischema.health() WHERE "check" = 'sidecar heartbeat'), 'no sidecar seen', 'no sidecar yet');
+SELECT is((SELECT detail FROM optischema.health() WHERE "check" = 'snapshot freshness'), 'no snapshot taken yet', 'no snapshot yet');
+SELECT optischema.snapshot();
+SELECT ok((SELECT ok FROM optischema.health() WHERE "check" = 'snapshot freshness'), 'a fresh snapshot passes');
+
+DROP EXTENSION hypopg;
+SELECT is((SELECT fix FROM optischema.health() WHERE "check" = 'hypopg'), 'CREATE EXTENSION hypopg;',
+          'a missing HypoPG comes with the statement that installs it');
+
+INSERT INTO optischema.snapshots (pgss_dealloc, evicted) VALUES (0, 250);
+SELECT ok((SELECT NOT ok AND fix LIKE 'postgresql.conf: pg_stat_statements.max = %' FROM optischema.health()
+           WHERE "check" = 'pg_stat_statements evictions'), 'evictions are reported with a larger max');
+
+SELECT * FROM finish();
+ROLLBACK;
