@@ -50,7 +50,8 @@ def drop_advice(tables: list[Table], idx_scans: dict[int, int], window_s: float,
                         and (_protected(other) or other.oid < ix.oid):
                     add(ix, "duplicate", f"same definition as {other.name}")
                     break
-            else:
+        for ix in valid:
+            if not _protected(ix) and ix.oid not in chosen:
                 for other in valid:
                     if other.oid == ix.oid or other.am != ix.am or ix.am != "btree" or other.oid in chosen:
                         continue

@@ -1,0 +1,105 @@
+"""Candidate generation from recorded generic plans of the bench workloads."""
+from __future__ import annotations
+
+from engine_helpers import recorded_plans
+
+from optischema_engine.candidates import Candidate, KeyPart, covered_by_existing, for_table, usage_by_alias
+from optischema_engine.catalog import Column, ExistingIndex, Table
+from optischema_engine.plans import conditions, facts, root
+
+SHOP = recorded_plans("shop_generic_plans.json")
+SAAS = recorded_plans("saas_generic_plans.json")
+
+
+def table(name: str, cols: list[str], c_collation: bool = False, indexes=()) -> Table:
+    t = Table(1, "public", name, 1000.0, {c: Column(c, k + 1, "text", c_collation) for k, c in enumerate(cols)})
+    t.indexes = list(indexes)
+    return t
+
+
+def btree(name: str, keys: tuple[str, ...], predicate: str | None = None) -> ExistingIndex:
+    return ExistingIndex(1, name, "", keys, (), predicate, False, False, False, True, None, "btree", 8192,
+                         frozenset(keys), ("btree", keys, (), predicate, "0", "0"))
+
+
+def keysets(cands: set[Candidate]) -> set[tuple[str, ...]]:
+    return {tuple(c.key_sql()) for c in cands if c.predicate is None}
+
+
+def test_condition_parser_reads_params_columns_casts_and_in_lists():
+    (c,) = conditions("(lower((customers.email)::text) = lower($1))")
+    assert (c.left.kind, c.left.func, c.left.column, c.op, c.right.param) == ("expr", "lower", "email", "=", 1)
+    (c,) = conditions("(t.status = ANY (ARRAY[$2, $3, $4]))")
+    assert c.op == "= ANY" and c.right.kind == "array" and c.right.params == (2, 3, 4)
+    cs = conditions("(products.active AND (products.price >= $2) AND (products.price <= $3))")
+    assert [(x.left.column, x.op) for x in cs] == [("active", "="), ("price", ">="), ("price", "<=")]
+    (c,) = conditions("($1 < o.created_at)")      # constant on the left is flipped
+    assert (c.left.column, c.op) == ("created_at", ">")
+
+
+def test_equality_then_order_by_under_limit():
+    f = facts(root(SHOP["customer_recent_orders"]["plan"]))
+    u = usage_by_alias(f, {})["orders"]
+    assert u.eq == ["customer_id"] and u.ordered == ["created_at"]
+    t = table("orders", ["id", "customer_id", "created_at", "status", "total"])
+    keys = keysets(for_table(t, u, 3, lambda c, v: True))
+    assert ("customer_id", "created_at") in keys
+    assert ("created_at", "customer_id") not in keys           # range/sort column never first before equality
+
+
+def test_expression_candidate_for_lower_email():
+    f = facts(root(SHOP["customer_by_email"]["plan"]))
+    u = usage_by_alias(f, {})["customers"]
+    t = table("customers", ["id", "email"])
+    assert keysets(for_table(t, u, 3, lambda c, v: True)) == {("lower(email)",)}
+
+
+def test_join_key_of_the_inner_side_becomes_a_candidate():
+    f = facts(root(SHOP["product_buyers"]["plan"]))
+    usage = usage_by_alias(f, {})
+    assert "product_id" in usage["oi"].eq
+    assert "id" in usage["o"].eq                               # the join key on the other side
+
+
+def test_like_uses_pattern_ops_only_under_a_non_c_collation():
+    f = facts(root(SHOP["sku_prefix_search"]["plan"]))
+    u = usage_by_alias(f, {})["products"]
+    assert keysets(for_table(table("products", ["sku"], c_collation=False), u, 3, lambda c, v: True)) == \
+        {("sku text_pattern_ops",)}
+    assert keysets(for_table(table("products", ["sku"], c_collation=True), u, 3, lambda c, v: True)) == {("sku",)}
+
+
+def test_partial_index_only_for_a_fixed_and_selective_value():
+    f = facts(root(SAAS["my_open_tasks"]["plan"]))
+    u = usage_by_alias(f, {})["tasks"]
+    assert u.in_list == ["status"]
+    t = table("tasks", ["id", "assignee_id", "status", "due_date"])
+    cands = for_table(t, u, 3, lambda c, v: True)
+    assert not any(c.predicate for c in cands)                 # no fixed value: no partial index
+    keys = keysets(cands)
+    assert ("assignee_id", "status") in keys and ("status", "assignee_id") not in keys   # IN list after '='
+    u.fixed = [("status", "blocked")]
+    partial = {tuple(c.key_sql()) for c in for_table(t, u, 3, lambda c, v: v == "blocked") if c.predicate}
+    assert ("due_date",) in partial
+    assert not {c for c in for_table(t, u, 3, lambda c, v: False) if c.predicate}   # not selective: none
+
+
+def test_never_propose_what_an_existing_index_covers():
+    t = table("orders", ["customer_id", "created_at"], indexes=[btree("o_idx", ("customer_id", "created_at"))])
+    assert covered_by_existing(Candidate("public", "orders", (KeyPart("customer_id"),)), t)
+    assert covered_by_existing(Candidate("public", "orders", (KeyPart("customer_id"), KeyPart("created_at"))), t)
+    assert not covered_by_existing(Candidate("public", "orders", (KeyPart("created_at"),)), t)
+    assert not covered_by_existing(
+        Candidate("public", "orders", (KeyPart("customer_id"),), predicate=("status", "x")), t)
+
+
+def test_write_statement_facts():
+    f = facts(root(SHOP["update_order_status"]["plan"]))
+    assert f.write is not None and f.write[0] == "Update" and f.write[1].name == "orders"
+
+
+def test_candidate_extends_prefix_with_same_predicate_only():
+    a = Candidate("public", "t", (KeyPart("a"),))
+    ab = Candidate("public", "t", (KeyPart("a"), KeyPart("b")))
+    ab_p = Candidate("public", "t", (KeyPart("a"), KeyPart("b")), predicate=("s", "x"))
+    assert ab.extends(a) and not a.extends(ab) and not ab_p.extends(a)
