@@ -213,10 +213,10 @@ def _evaluate(wi: WhatIf, values: ValueSource, reads: list[Analysed], s: Setting
         costs = {}
         for a in targets:
             try:
-                cost, plans = wi.cost(a.key, a.text, a.params.samples, len(a.types))
+                cost, _ = wi.cost(a.key, a.text, a.params.samples, len(a.types))
             except Unplannable:
                 continue
-            if wi.uses(plans, ident) and cost <= a.base_cost * (1 - s.min_cost_reduction):
+            if wi.uses(ident) and cost <= a.base_cost * (1 - s.min_cost_reduction):
                 costs[a.key] = cost
         if costs:
             share = _fraction(values, tables[tkey], *c.predicate) if c.predicate else 1.0
@@ -258,11 +258,11 @@ def _joint_costs(wi: WhatIf, reads: list[Analysed], options: dict[str, Option], 
         if not any(f"{t.schema}.{t.name}" in tables for t in a.tables.values()):
             continue
         try:
-            cost, plans = wi.cost(a.key, a.text, a.params.samples, len(a.types))
+            cost, _ = wi.cost(a.key, a.text, a.params.samples, len(a.types))
         except Unplannable:
             continue
         for i in chosen:
-            if wi.uses(plans, i):
+            if wi.uses(i):
                 out[i][a.key] = cost
     return out
 

@@ -23,6 +23,8 @@ class WhatIf:
         self._hypo: dict[str, tuple[int, str, int]] = {}     # identity -> (oid, name, size)
         self._active: set[str] = set()
         self._cache: dict[tuple, tuple[float, list[dict]]] = {}
+        self._used: dict[tuple, frozenset[str]] = {}
+        self.last_used: frozenset[str] = frozenset()
         self._mode: str | None = None
         rows = db.query("SELECT pg_catalog.current_setting('plan_cache_mode') AS m")
         self._saved_mode = rows[0]["m"]
@@ -78,7 +80,12 @@ class WhatIf:
                 self.db.query(f"DEALLOCATE {name}")
                 self.db.query(f"PREPARE {name} AS {text}")
                 plans = [self._explain(name, None, nparams)]
+            # hypopg names carry the oid, which changes when an index is re-created: record
+            # which hypothetical indexes the plans use by identity, now
+            used_names = set().union(*(index_names(p) for p in plans))
+            self._used[key] = frozenset(i for i in self._active if self._hypo[i][1] in used_names)
             self._cache[key] = (sum(p["Total Cost"] for p in plans) / len(plans), plans)
+        self.last_used = self._used[key]
         return self._cache[key]
 
     # -- hypothetical indexes --------------------------------------------------------
@@ -105,10 +112,9 @@ class WhatIf:
     def size(self, ident: str) -> int:
         return self._hypo[ident][2]
 
-    def uses(self, plans: list[dict], ident: str) -> bool:
-        """Does any plan use this (active) hypothetical index?"""
-        name = self._hypo[ident][1]
-        return any(name in index_names(p) for p in plans)
+    def uses(self, ident: str) -> bool:
+        """Did the plans of the last cost() call use this hypothetical index?"""
+        return ident in self.last_used
 
     def close(self) -> None:
         for ident in list(self._active):
