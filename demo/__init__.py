@@ -1,0 +1,1 @@
+"""`make demo`: OptiSchema end to end on a throwaway cluster and its own workload."""
