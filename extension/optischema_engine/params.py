@@ -179,6 +179,7 @@ def plan_params(types: list[str], facts: PlanFacts, relids: dict[str, int], limi
             source[n] = "null"
     if missing:
         return ParamPlan([], fixed, source)
+    _pair_ranges(bound, per_param, source, values, queryids)
     k = max([len(v) for v in per_param.values()] + [1])
     out = []
     for i in range(k):
@@ -188,3 +189,34 @@ def plan_params(types: list[str], facts: PlanFacts, relids: dict[str, int], limi
             args.append(f"{quote_literal(vals[i % len(vals)])}::{types[n - 1]}" if vals else f"NULL::{types[n - 1]}")
         out.append(args)
     return ParamPlan(out, fixed, source)
+
+
+def _order_key(value: str):
+    try:
+        return (0, float(value), "")
+    except ValueError:
+        return (1, 0.0, value)       # ISO dates and timestamps sort as text
+
+
+def _pair_ranges(bound, per_param: dict[int, list[str]], source: dict[int, str], values: ValueSource,
+                 queryids: list[int]) -> None:
+    """pg_qualstats keeps the bounds of `col >= $2 AND col < $3` as separate constants; drawn
+    independently they make empty or huge ranges. Pair each observed lower bound with the
+    nearest observed upper bound above it (most often the one it was used with)."""
+    by_column: dict[tuple[int, str], dict[str, int]] = {}
+    for n, (_, relid, column, op, _) in bound.items():
+        if source.get(n) == "qualstats" and op in ("<", "<=", ">", ">="):
+            by_column.setdefault((relid, column), {})["low" if op[0] == ">" else "high"] = n
+    for (relid, column), ends in by_column.items():
+        if set(ends) != {"low", "high"}:
+            continue
+        low, high = ends["low"], ends["high"]
+        highs = sorted({v for op in ("<", "<=") for v, _ in values.seen(queryids, relid, column, op)},
+                       key=_order_key)
+        paired = []
+        for lo in per_param[low]:
+            above = [h for h in highs if _order_key(h) > _order_key(lo)]
+            if above:
+                paired.append(above[0])
+        if len(paired) == len(per_param[low]):
+            per_param[high] = paired

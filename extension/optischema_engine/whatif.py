@@ -39,10 +39,15 @@ class WhatIf:
         except Exception as e:  # noqa: BLE001 - any planner/parser error means: skip this text
             raise Unplannable(_first_line(e)) from None
         self._prepared.append(name)
-        rows = self.db.query("SELECT parameter_types::text[] AS t FROM pg_catalog.pg_prepared_statements "
-                             "WHERE name = $1", [name])
+        # schema-qualified type names without typmods: `character` would mean char(1) and
+        # truncate the values we cast to it
+        rows = self.db.query(
+            "SELECT ARRAY(SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname) "
+            "FROM unnest(p.parameter_types) WITH ORDINALITY u(typ, k) "
+            "JOIN pg_catalog.pg_type t ON t.oid = u.typ JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace "
+            "ORDER BY u.k) AS t FROM pg_catalog.pg_prepared_statements p WHERE p.name = $1", [name])
         types = list(rows[0]["t"] or [])
-        if "unknown" in types:
+        if "pg_catalog.unknown" in types:
             raise Unplannable("parameter of undetermined type")
         return name, types
 
