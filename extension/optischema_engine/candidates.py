@@ -114,6 +114,8 @@ def usage_by_alias(f: PlanFacts, fixed_params: dict[int, str]) -> dict[str, Usag
                 _add(u.in_list, left.column)
             if c.op == "=" and right.kind == "param" and right.param in fixed_params:
                 _add(u.fixed, (left.column, fixed_params[right.param]))
+            elif c.op == "=" and right.kind == "const":         # a constant written in the text
+                _add(u.fixed, (left.column, right.value))
         elif c.op in RANGE_OPS and right.kind in ("param", "const"):
             _add(u.ordered, left.column)
         elif c.op in LIKE_OPS and right.kind in ("param", "const"):

@@ -69,7 +69,8 @@ SELECT i.indexrelid::bigint AS oid, ic.relname AS name, pg_catalog.pg_get_indexd
        ARRAY(SELECT CASE WHEN opc.opcdefault THEN '' ELSE opc.opcname END
              FROM unnest(i.indclass) WITH ORDINALITY u(opc_oid, k)
              JOIN pg_catalog.pg_opclass opc ON opc.oid = u.opc_oid ORDER BY u.k) AS opclasses,
-       i.indoption::int2[]::text AS options, i.indcollation::oid[]::text AS collations
+       pg_catalog.array_to_string(i.indoption::int2[], ',') AS options,
+       pg_catalog.array_to_string(i.indcollation::oid[], ',') AS collations
 FROM pg_catalog.pg_index i
 JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_catalog.pg_am am ON am.oid = ic.relam

@@ -78,7 +78,6 @@ def _same_prefix_options(ix: ExistingIndex, other: ExistingIndex) -> bool:
     return mine_opt[:n] == other_opt[:n] and mine_col[:n] == other_col[:n]
 
 
-def _ints(text) -> list[str]:
-    if isinstance(text, (list, tuple)):
-        return [str(x) for x in text]
-    return [x for x in str(text or "").strip("{}").replace(" ", ",").split(",") if x]
+def _ints(text: str) -> list[str]:
+    """'0,0' (per-column sort options or collation oids) -> ['0', '0']."""
+    return [x for x in (text or "").split(",") if x]

@@ -69,7 +69,8 @@ def test_workload_filter_groups_same_text_and_keeps_writes():
 def ix(oid, name, keys, unique=False, constraint=None, valid=True, predicate=None):
     return ExistingIndex(oid, name, f"CREATE INDEX {name} ON public.t USING btree ({', '.join(keys)})",
                          tuple(keys), (), predicate, unique, constraint == "p", False, valid, constraint, "btree",
-                         8192 * oid, frozenset(keys), ("btree", tuple(keys), (), predicate, "{0}", "{0}"))
+                         8192 * oid, frozenset(keys), ("btree", tuple(keys), (), predicate, ",".join("0" * len(keys)),
+                                                      ",".join("0" * len(keys))))
 
 
 def test_drop_duplicates_prefixes_invalid_and_unused():
