@@ -283,6 +283,25 @@ BEGIN
 END
 $$;
 
+-- Takes a snapshot unless one is younger than top_queries_refresh. Right
+-- after install, or with no scheduler running, readers of the workload would
+-- otherwise see old or no data: the earlier product's empty dashboard.
+CREATE FUNCTION optischema._refresh_snapshot() RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_refresh interval := optischema.setting('top_queries_refresh')::interval;
+BEGIN
+    PERFORM optischema._pgss_schema();
+    IF v_refresh > interval '0' AND NOT EXISTS (
+            SELECT 1 FROM optischema.snapshots s WHERE s.taken_at > now() - v_refresh) THEN
+        RETURN optischema.snapshot();
+    END IF;
+    RETURN (SELECT max(s.id) FROM optischema.snapshots s);
+END
+$$;
+
 -- Per statement, what ran after snapshot p_from up to snapshot p_to
 -- (p_from NULL: since the first snapshot, whose figures are pg_stat_statements'
 -- whole history at that time). The one reader of query_stats: top_queries(),

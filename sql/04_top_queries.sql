@@ -17,8 +17,7 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_refresh interval := optischema.setting('top_queries_refresh')::interval;
-    v_to      bigint;
+    v_to bigint;
 BEGIN
     IF since IS NULL OR since <= interval '0' THEN
         RAISE EXCEPTION 'since must be a positive interval, got %', coalesce(since::text, 'NULL')
@@ -28,14 +27,7 @@ BEGIN
         RAISE EXCEPTION 'n must be a positive number of rows, got %', coalesce(n::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value', HINT = 'For example: optischema.top_queries(''1 hour'', 20).';
     END IF;
-    PERFORM optischema._pgss_schema();
-    -- Right after install, or when no scheduler runs, the data would be old or
-    -- missing: the earlier product's empty dashboard. Take a snapshot first.
-    IF v_refresh > interval '0' AND NOT EXISTS (
-            SELECT 1 FROM optischema.snapshots s WHERE s.taken_at > now() - v_refresh) THEN
-        PERFORM optischema.snapshot();
-    END IF;
-    SELECT max(s.id) INTO v_to FROM optischema.snapshots s;
+    v_to := optischema._refresh_snapshot();
 
     RETURN QUERY
     SELECT w.queryid, q.query, w.calls,

@@ -1,0 +1,253 @@
+-- The job queue: work the database records and a sidecar runs (top-level DDL,
+-- LLM calls, scheduled snapshots). Every state is a row here, so a sidecar may
+-- crash at any moment and another one picks the work up: a running job holds
+-- a lease, renewed by its sidecar's heartbeat; a job whose lease expired is
+-- claimable again. Claims use FOR UPDATE SKIP LOCKED, so sidecars racing for
+-- the same queue never run one job twice.
+
+CREATE TABLE optischema.jobs (
+    id               bigserial PRIMARY KEY,
+    kind             text NOT NULL,
+    payload          jsonb NOT NULL DEFAULT '{}',
+    status           text NOT NULL DEFAULT 'pending'
+                     CHECK (status IN ('pending', 'running', 'done', 'failed', 'cancelled')),
+    attempts         integer NOT NULL DEFAULT 0,
+    max_attempts     integer NOT NULL DEFAULT 5,
+    run_after        timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    lease_expires_at timestamptz,
+    worker_id        text,
+    result           jsonb,
+    error            text,
+    created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    started_at       timestamptz,
+    finished_at      timestamptz
+);
+-- Claims look only at claimable rows; the queue's history stays out of the way.
+CREATE INDEX jobs_pending_idx ON optischema.jobs (run_after, id) WHERE status = 'pending';
+CREATE INDEX jobs_running_idx ON optischema.jobs (lease_expires_at) WHERE status = 'running';
+CREATE INDEX jobs_kind_created_idx ON optischema.jobs (kind, created_at);
+SELECT pg_catalog.pg_extension_config_dump('optischema.jobs', '');
+SELECT pg_catalog.pg_extension_config_dump('optischema.jobs_id_seq', '');
+
+-- The kinds a sidecar knows how to run; enqueue() rejects anything else.
+-- Other parts of the extension add their kinds with an INSERT.
+CREATE TABLE optischema.job_kinds (
+    kind        text PRIMARY KEY,
+    description text NOT NULL
+);
+INSERT INTO optischema.job_kinds (kind, description) VALUES
+('apply',        'Run a change''s CREATE/DROP INDEX CONCURRENTLY at top level (payload: change_id); written by optischema.apply().'),
+('rollback',     'Undo an applied change (payload: change_id); written by optischema.rollback().'),
+('verify',       'Check that the plans of the affected queries use the new index and compare timings (payload: change_id).'),
+('snapshot',     'optischema.snapshot(), then the timing check of recently applied changes.'),
+('recommend',    'Refresh recommendations: SELECT count(*) FROM optischema.recommend().'),
+('purge',        'optischema.purge() and removal of finished jobs older than job_retention.'),
+('llm_analysis', 'LLM enrichment of recommendations (optischema_sidecar.llm.analysis).'),
+('noop',         'Does nothing: for tests, benchmarks and checking that a sidecar answers.');
+
+INSERT INTO optischema.setting_defs (key, type, default_value, min_value, max_value, allowed, description) VALUES
+('purge_interval', 'interval', '1 hour', NULL, NULL, NULL,
+ 'How often the sidecar runs retention (optischema.purge() and old jobs); 0 turns it off.'),
+('job_backoff', 'interval', '10 seconds', NULL, NULL, NULL,
+ 'Delay before a failed job''s first retry; doubles with every attempt, up to one hour.'),
+('job_retention', 'interval', '30 days', NULL, NULL, NULL,
+ 'Finished jobs older than this are removed by the purge job (the change log is never purged).');
+
+-- Validates kind and payload, queues the job and wakes the sidecars. The
+-- notification, like the row, is only seen once the caller commits.
+CREATE FUNCTION optischema.enqueue(kind text, payload jsonb DEFAULT '{}') RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_id bigint;
+BEGIN
+    IF kind IS NULL OR NOT EXISTS (SELECT 1 FROM optischema.job_kinds k WHERE k.kind = enqueue.kind) THEN
+        RAISE EXCEPTION 'unknown job kind "%"', coalesce(kind, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Known kinds: ' || (SELECT string_agg(k.kind, ', ' ORDER BY k.kind) FROM optischema.job_kinds k) || '.';
+    END IF;
+    IF payload IS NULL OR jsonb_typeof(payload) <> 'object' THEN
+        RAISE EXCEPTION 'job payload must be a JSON object, got %', coalesce(jsonb_typeof(payload), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example: optischema.enqueue(''snapshot'', ''{}'').';
+    END IF;
+    INSERT INTO optischema.jobs (kind, payload) VALUES (kind, payload) RETURNING id INTO v_id;
+    PERFORM pg_notify('optischema_jobs', kind);
+    RETURN v_id;
+END
+$$;
+
+-- Cancels a job that has not started; a running job cannot be taken back.
+CREATE FUNCTION optischema.cancel_job(id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_status text;
+BEGIN
+    SELECT j.status INTO v_status FROM optischema.jobs j WHERE j.id = cancel_job.id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job % does not exist', coalesce(id::text, 'NULL')
+            USING ERRCODE = 'no_data_found', HINT = 'See SELECT * FROM optischema.jobs ORDER BY id DESC;';
+    END IF;
+    IF v_status <> 'pending' THEN
+        RAISE EXCEPTION 'job % is %, only a pending job can be cancelled', id, v_status
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    UPDATE optischema.jobs j SET status = 'cancelled', finished_at = now() WHERE j.id = cancel_job.id;
+END
+$$;
+
+-- Takes the oldest claimable job of the given kinds (NULL: any kind) for
+-- worker: pending and due, or running under an expired lease (its sidecar
+-- died). A job whose lease expired after its last allowed attempt fails
+-- instead: a job that kills its sidecar must not kill them all.
+CREATE FUNCTION optischema._claim_job(worker text, kinds text[], lease interval)
+RETURNS SETOF optischema.jobs
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF worker IS NULL OR lease IS NULL OR lease <= interval '0' THEN
+        RAISE EXCEPTION 'worker and a positive lease are required'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE optischema.jobs j
+    SET status = 'failed', finished_at = now(), lease_expires_at = NULL,
+        error = format('lease expired on attempt %s of %s (sidecar %s stopped while running it)',
+                       j.attempts, j.max_attempts, j.worker_id)
+    WHERE j.status = 'running' AND j.lease_expires_at < now() AND j.attempts >= j.max_attempts;
+
+    RETURN QUERY
+    WITH c AS (
+        SELECT j.id FROM optischema.jobs j
+        WHERE (kinds IS NULL OR j.kind = ANY (kinds))
+          AND ((j.status = 'pending' AND j.run_after <= now())
+               OR (j.status = 'running' AND j.lease_expires_at < now()))
+        ORDER BY j.run_after, j.id
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE optischema.jobs j
+    SET status = 'running', attempts = j.attempts + 1, worker_id = worker,
+        lease_expires_at = now() + lease, started_at = now(), finished_at = NULL
+    FROM c WHERE j.id = c.id
+    RETURNING j.*;
+END
+$$;
+
+-- Marks worker's job done. False when the job is no longer this worker's
+-- (its lease expired and another sidecar took it): the result is dropped.
+CREATE FUNCTION optischema._complete_job(id bigint, worker text, result jsonb DEFAULT '{}') RETURNS boolean
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH u AS (
+        UPDATE optischema.jobs j
+        SET status = 'done', result = _complete_job.result, error = NULL, finished_at = now(), lease_expires_at = NULL
+        WHERE j.id = _complete_job.id AND j.worker_id = worker AND j.status = 'running'
+        RETURNING 1)
+    SELECT EXISTS (SELECT 1 FROM u)
+$$;
+
+-- Records a failed attempt. While attempts remain (and retry), the job goes
+-- back to pending after an exponential backoff; otherwise it fails for good.
+-- Returns the job's new status, or NULL when it is no longer this worker's.
+CREATE FUNCTION optischema._fail_job(id bigint, worker text, error text, retry boolean DEFAULT true) RETURNS text
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE optischema.jobs j
+    SET status = CASE WHEN retry AND j.attempts < j.max_attempts THEN 'pending' ELSE 'failed' END,
+        run_after = now() + least(optischema.setting('job_backoff')::interval * power(2, greatest(j.attempts - 1, 0)),
+                                  interval '1 hour'),
+        finished_at = CASE WHEN retry AND j.attempts < j.max_attempts THEN NULL ELSE now() END,
+        error = _fail_job.error, lease_expires_at = NULL
+    WHERE j.id = _fail_job.id AND j.worker_id = worker AND j.status = 'running'
+    RETURNING j.status
+$$;
+
+-- Gives a job back untouched (the sidecar is shutting down): the attempt does not count.
+CREATE FUNCTION optischema._release_job(id bigint, worker text) RETURNS boolean
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH u AS (
+        UPDATE optischema.jobs j
+        SET status = 'pending', attempts = greatest(j.attempts - 1, 0), run_after = now(),
+            lease_expires_at = NULL, started_at = NULL
+        WHERE j.id = _release_job.id AND j.worker_id = worker AND j.status = 'running'
+        RETURNING 1)
+    SELECT EXISTS (SELECT 1 FROM u)
+$$;
+
+-- The sidecar's heartbeat: announces it (health() reads sidecars) and renews
+-- the lease of every job it is running. Returns the number of leases renewed.
+CREATE FUNCTION optischema._heartbeat(worker text, host text, pid integer, version text, lease interval)
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    INSERT INTO optischema.sidecars AS s (worker_id, host, pid, version)
+    VALUES (worker, host, pid, version)
+    ON CONFLICT (worker_id) DO UPDATE SET last_seen = now(), host = EXCLUDED.host, pid = EXCLUDED.pid;
+    UPDATE optischema.jobs j SET lease_expires_at = now() + lease
+    WHERE j.worker_id = worker AND j.status = 'running';
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
+-- A sidecar that stops cleanly says so; one that crashed ages out of health().
+CREATE FUNCTION optischema._sign_off(worker text) RETURNS void
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM optischema.sidecars WHERE worker_id = worker
+$$;
+
+-- Called by every sidecar's scheduler: queues the periodic jobs that are due.
+-- A kind is due when no job of it is pending or running and none was created
+-- within its interval, so any number of sidecars produce one job per interval.
+CREATE FUNCTION optischema._schedule_due() RETURNS SETOF bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    PERFORM optischema._xact_lock('schedule');
+    FOR r IN
+        SELECT s.kind, optischema.setting(s.key)::interval AS every
+        FROM (VALUES ('snapshot', 'snapshot_interval'), ('recommend', 'recommend_interval'),
+                     ('purge', 'purge_interval')) s (kind, key)
+    LOOP
+        CONTINUE WHEN r.every <= interval '0';
+        CONTINUE WHEN EXISTS (
+            SELECT 1 FROM optischema.jobs j
+            WHERE j.kind = r.kind
+              AND (j.status IN ('pending', 'running') OR j.created_at > now() - r.every));
+        RETURN NEXT optischema.enqueue(r.kind, jsonb_build_object('scheduled', true));
+    END LOOP;
+END
+$$;
+
+-- Retention for the queue itself; the purge job calls it after optischema.purge().
+CREATE FUNCTION optischema._purge_jobs() RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    DELETE FROM optischema.jobs j
+    WHERE j.status IN ('done', 'failed', 'cancelled')
+      AND j.finished_at < now() - optischema.setting('job_retention')::interval;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    DELETE FROM optischema.sidecars s WHERE s.last_seen < now() - optischema.setting('job_retention')::interval;
+    RETURN n;
+END
+$$;

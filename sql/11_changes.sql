@@ -1,0 +1,604 @@
+-- The change loop: apply, verify, roll back, dismiss, with an audit trail.
+--
+-- CREATE/DROP INDEX CONCURRENTLY cannot run inside a function, so apply() and
+-- rollback() only record intent: a row in _changes (the audit trail) and, for
+-- via => 'sidecar', an 'apply'/'rollback' job a sidecar runs at top level.
+-- Without a sidecar, via => 'psql' hands the DBA the exact statement and
+-- applied() records the outcome from the catalog. Every transition of a
+-- recommendation happens here, under a row lock, so two callers can never
+-- apply the same recommendation twice.
+--
+-- Public functions are thin SECURITY INVOKER wrappers: they check that the
+-- caller is an OptiSchema admin (see grant_usage() in 90_roles.sql) and say
+-- how to become one, then call a SECURITY DEFINER internal that does the work.
+
+INSERT INTO optischema.setting_defs (key, type, default_value, min_value, max_value, allowed, description) VALUES
+('ddl_lock_timeout', 'interval', '10 seconds', NULL, NULL, NULL,
+ 'lock_timeout for the CREATE/DROP INDEX CONCURRENTLY a change runs: it fails rather than queue behind long locks (0: wait forever).'),
+('ddl_statement_timeout', 'interval', '6 hours', NULL, NULL, NULL,
+ 'statement_timeout for the DDL a change runs (0: no limit).'),
+('regression_threshold', 'numeric', '10', 0, 1000, NULL,
+ 'Percent increase of mean time, after a change, that verify() flags as a regression.'),
+('auto_rollback', 'boolean', 'false', NULL, NULL, NULL,
+ 'When verify() finds a regression, roll the change back automatically.'),
+('verify_window', 'interval', '1 day', NULL, NULL, NULL,
+ 'How long after a change its timings are compared (and how far back the "before" window reaches).'),
+('verify_min_calls', 'integer', '10', 1, 1000000000, NULL,
+ 'Calls of a query needed after a change before its timing is judged.');
+
+CREATE TABLE optischema._changes (
+    id                bigserial PRIMARY KEY,
+    recommendation_id bigint NOT NULL REFERENCES optischema._recommendations (id),
+    action            text NOT NULL CHECK (action IN ('apply', 'rollback')),
+    via               text NOT NULL CHECK (via IN ('sidecar', 'psql')),
+    ddl               text NOT NULL,        -- exactly what is run
+    index_schema      name NOT NULL,
+    index_name        name NOT NULL,
+    prior_status      text NOT NULL,        -- the recommendation's status before; restored on cancel
+    status            text NOT NULL DEFAULT 'pending'
+                      CHECK (status IN ('pending', 'running', 'succeeded', 'failed', 'cancelled')),
+    job_id            bigint,               -- no foreign key: finished jobs are purged, the audit trail is not
+    requested_by      text NOT NULL,
+    requested_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    started_at        timestamptz,
+    finished_at       timestamptz,
+    duration_ms       double precision,
+    executed_by       text,
+    error             text,
+    detail            jsonb NOT NULL DEFAULT '{}',
+    plan_check        text CHECK (plan_check IN ('pending', 'verified', 'not_used', 'skipped')),
+    plan_evidence     jsonb,
+    timing_verdict    text CHECK (timing_verdict IN ('improved', 'neutral', 'regressed', 'insufficient_data')),
+    timing            jsonb,
+    verified_at       timestamptz
+);
+CREATE INDEX _changes_recommendation_idx ON optischema._changes (recommendation_id, id);
+SELECT pg_catalog.pg_extension_config_dump('optischema._changes', '');
+SELECT pg_catalog.pg_extension_config_dump('optischema._changes_id_seq', '');
+
+CREATE VIEW optischema.changes AS
+SELECT c.id, c.recommendation_id, r.title, c.action, c.via, c.ddl, c.status AS outcome,
+       c.requested_by, c.requested_at, c.started_at, c.finished_at, c.duration_ms, c.executed_by,
+       c.error, c.plan_check, c.timing_verdict, c.verified_at, c.job_id, c.detail, c.plan_evidence, c.timing
+FROM optischema._changes c
+JOIN optischema._recommendations r ON r.id = c.recommendation_id;
+
+-- Who asked: inside SECURITY DEFINER current_user is the owner, so take the
+-- role the session acts as.
+CREATE FUNCTION optischema._caller() RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN current_setting('role') <> 'none' THEN current_setting('role') ELSE session_user::text END
+$$;
+
+-- Raises a clear error unless the calling role may act (apply, roll back,
+-- dismiss, verify): that is, it was given optischema.grant_usage(role, admin => true).
+CREATE FUNCTION optischema._require_admin(p_action text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT has_function_privilege('optischema._request_change(bigint, text, text)', 'EXECUTE') THEN
+        RAISE EXCEPTION 'role % may not % OptiSchema recommendations', current_user, p_action
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('A superuser grants it with: SELECT optischema.grant_usage(%L, admin => true);', current_user);
+    END IF;
+END
+$$;
+
+-- The stored DDL must be one CREATE/DROP INDEX CONCURRENTLY statement and
+-- nothing else (defence in depth: the sidecar checks again before running it).
+CREATE FUNCTION optischema._check_index_ddl(p_ddl text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v text := regexp_replace(coalesce(p_ddl, ''), '\s*;\s*$', '');
+BEGIN
+    IF v ~* '^\s*CREATE\s+(UNIQUE\s+)?INDEX\s+CONCURRENTLY\s' AND position(';' IN v) = 0 AND v !~ '(--|/\*|\$)' THEN
+        RETURN 'create';
+    ELSIF v ~* '^\s*DROP\s+INDEX\s+CONCURRENTLY\s' AND position(';' IN v) = 0 AND v !~ '(--|/\*|\$)' THEN
+        RETURN 'drop';
+    END IF;
+    RAISE EXCEPTION 'refusing to run %: not a single CREATE INDEX CONCURRENTLY or DROP INDEX CONCURRENTLY statement',
+        coalesce(quote_literal(p_ddl), 'NULL')
+        USING ERRCODE = 'data_exception',
+              HINT = 'Only index changes built by OptiSchema are applied; run other advice yourself after review.';
+END
+$$;
+
+-- Records the request to apply or roll back recommendation p_id and, via the
+-- sidecar, queues the job that runs it. Returns the change id.
+CREATE FUNCTION optischema._request_change(p_id bigint, p_action text, p_via text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r        optischema._recommendations;
+    v_ddl    text;
+    v_schema name;
+    v_index  name;
+    v_parts  text[];
+    v_change bigint;
+    v_job    bigint;
+BEGIN
+    IF p_id IS NULL THEN
+        RAISE EXCEPTION 'recommendation id cannot be NULL'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'SELECT id, status, title FROM optischema.recommendations;';
+    END IF;
+    IF p_via IS NULL OR p_via NOT IN ('sidecar', 'psql') THEN
+        RAISE EXCEPTION 'via must be ''sidecar'' or ''psql'', got %', coalesce(quote_literal(p_via), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = '''sidecar'' queues a job for optischema-sidecar; ''psql'' returns the statement for you to run.';
+    END IF;
+    SELECT * INTO r FROM optischema._recommendations x WHERE x.id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'recommendation % does not exist', p_id
+            USING ERRCODE = 'no_data_found', HINT = 'SELECT id, status, title FROM optischema.recommendations;';
+    END IF;
+    IF r.kind NOT IN ('create_index', 'drop_index') THEN
+        RAISE EXCEPTION 'recommendation % is a % recommendation: OptiSchema only applies index changes', p_id, r.kind
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Review its ddl and explanation and run it yourself; then optischema.dismiss(' || p_id || ', reason) hides it.';
+    END IF;
+
+    IF p_action = 'apply' THEN
+        IF r.status NOT IN ('open', 'failed') THEN
+            RAISE EXCEPTION 'recommendation % is %: only open or failed recommendations can be applied', p_id, r.status
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = CASE r.status
+                          WHEN 'applying' THEN 'It is being applied: SELECT * FROM optischema.changes WHERE recommendation_id = ' || p_id || ';'
+                          WHEN 'applied' THEN 'It is applied already; optischema.rollback(' || p_id || ') undoes it.'
+                          WHEN 'rolling_back' THEN 'It is being rolled back: SELECT * FROM optischema.changes WHERE recommendation_id = ' || p_id || ';'
+                          ELSE 'SELECT * FROM optischema.recommend(); lists the current ones.' END;
+        END IF;
+        v_ddl := r.ddl;
+    ELSIF p_action = 'rollback' THEN
+        IF r.status <> 'applied' THEN
+            RAISE EXCEPTION 'recommendation % is %: only an applied recommendation can be rolled back', p_id, r.status
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'SELECT * FROM optischema.changes WHERE recommendation_id = ' || p_id || ' shows what happened to it.';
+        END IF;
+        v_ddl := r.rollback_ddl;
+    ELSE
+        RAISE EXCEPTION 'unknown action %', coalesce(quote_literal(p_action), 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM optischema._check_index_ddl(v_ddl);
+
+    -- Where the index lives: index_name may be qualified; otherwise it is in its table's schema.
+    v_parts := parse_ident(coalesce(r.index_name, ''), false);
+    IF cardinality(v_parts) = 2 THEN
+        v_schema := v_parts[1]; v_index := v_parts[2];
+    ELSE
+        v_index := v_parts[1];
+        SELECT n.nspname INTO v_schema FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.oid = to_regclass(r.table_name);
+    END IF;
+    IF v_index IS NULL OR v_index = '' OR v_schema IS NULL THEN
+        RAISE EXCEPTION 'recommendation % names no resolvable index (index_name %, table_name %)', p_id,
+            coalesce(quote_literal(r.index_name), 'NULL'), coalesce(quote_literal(r.table_name), 'NULL')
+            USING ERRCODE = 'undefined_table', HINT = 'The table may have been dropped or renamed: refresh with SELECT * FROM optischema.recommend();';
+    END IF;
+
+    INSERT INTO optischema._changes (recommendation_id, action, via, ddl, index_schema, index_name, prior_status, requested_by)
+    VALUES (p_id, p_action, p_via, v_ddl, v_schema, v_index, r.status, optischema._caller())
+    RETURNING id INTO v_change;
+    IF p_via = 'sidecar' THEN
+        v_job := optischema.enqueue(p_action, jsonb_build_object('change_id', v_change));
+        UPDATE optischema._changes SET job_id = v_job WHERE id = v_change;
+    END IF;
+    UPDATE optischema._recommendations
+    SET status = CASE p_action WHEN 'apply' THEN 'applying' ELSE 'rolling_back' END,
+        status_changed_at = now(), updated_at = now()
+    WHERE id = p_id;
+    RETURN v_change;
+END
+$$;
+
+-- Tells the DBA what happens next, for either path.
+CREATE FUNCTION optischema._announce(p_change bigint) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c optischema._changes;
+BEGIN
+    SELECT * INTO c FROM optischema._changes WHERE id = p_change;
+    IF c.via = 'psql' THEN
+        RAISE NOTICE 'change % recorded: run this at top level (autocommit), then SELECT optischema.applied(%);', p_change, p_change
+            USING DETAIL = c.ddl;
+    ELSE
+        RAISE NOTICE 'change % queued as job %: a sidecar runs it once this transaction commits; CALL optischema.wait(%); waits for the outcome', p_change, c.job_id, p_change;
+    END IF;
+    RETURN p_change;
+END
+$$;
+
+CREATE FUNCTION optischema.apply(id bigint, via text DEFAULT 'sidecar') RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM optischema._require_admin('apply');
+    RETURN optischema._announce(optischema._request_change(id, 'apply', via));
+END
+$$;
+
+CREATE FUNCTION optischema.rollback(id bigint, via text DEFAULT 'sidecar') RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM optischema._require_admin('roll back');
+    RETURN optischema._announce(optischema._request_change(id, 'rollback', via));
+END
+$$;
+
+-- Sets a change's outcome and moves its recommendation on. Only a change that
+-- is still pending or running can finish: a second report is an error.
+CREATE FUNCTION optischema._finish_change(p_change bigint, p_status text, p_error text DEFAULT NULL,
+                                          p_detail jsonb DEFAULT '{}', p_duration_ms double precision DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c optischema._changes;
+    v_kind text;
+BEGIN
+    SELECT * INTO c FROM optischema._changes WHERE id = p_change FOR UPDATE;
+    IF NOT FOUND OR c.status NOT IN ('pending', 'running') THEN
+        RAISE EXCEPTION 'change % is %: its outcome is recorded already', p_change, coalesce(c.status, 'unknown')
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'SELECT * FROM optischema.changes WHERE id = ' || coalesce(p_change::text, 'NULL') || ';';
+    END IF;
+    SELECT kind INTO v_kind FROM optischema._recommendations WHERE id = c.recommendation_id;
+    UPDATE optischema._changes
+    SET status = p_status, error = p_error, detail = detail || coalesce(p_detail, '{}'),
+        finished_at = now(), started_at = coalesce(started_at, now()),
+        duration_ms = coalesce(p_duration_ms, duration_ms),
+        executed_by = coalesce(executed_by, optischema._caller()),
+        -- A new index is checked against the plans of the queries it was made for.
+        plan_check = CASE WHEN p_status = 'succeeded' AND c.action = 'apply' AND v_kind = 'create_index'
+                          THEN 'pending' END
+    WHERE id = p_change;
+    UPDATE optischema._recommendations
+    SET status = CASE
+            WHEN p_status = 'cancelled' THEN c.prior_status
+            WHEN c.action = 'apply' THEN CASE p_status WHEN 'succeeded' THEN 'applied' ELSE 'failed' END
+            ELSE CASE p_status WHEN 'succeeded' THEN 'rolled_back' ELSE 'applied' END END,
+        status_changed_at = now(), updated_at = now()
+    WHERE id = c.recommendation_id;
+END
+$$;
+
+-- The sidecar's executor starts (or, after a crash, resumes) a change.
+-- Returns the change as it is; a finished change is returned unchanged.
+CREATE FUNCTION optischema._start_change(p_change bigint, p_worker text) RETURNS optischema._changes
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c optischema._changes;
+BEGIN
+    UPDATE optischema._changes
+    SET status = 'running', started_at = now(), executed_by = p_worker
+    WHERE id = p_change AND status IN ('pending', 'running') AND via = 'sidecar'
+    RETURNING * INTO c;
+    IF NOT FOUND THEN
+        SELECT * INTO c FROM optischema._changes WHERE id = p_change;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'change % does not exist', coalesce(p_change::text, 'NULL') USING ERRCODE = 'no_data_found';
+        END IF;
+    END IF;
+    RETURN c;
+END
+$$;
+
+-- The plan check right after apply: did the affected queries' plans pick the index?
+CREATE FUNCTION optischema._record_plan_check(p_change bigint, p_verdict text, p_evidence jsonb) RETURNS void
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE optischema._changes SET plan_check = p_verdict, plan_evidence = p_evidence, verified_at = now()
+    WHERE id = p_change
+$$;
+
+-- Without a sidecar: after running a change's statement from psql, this
+-- records the outcome by looking at the catalog, the same way the sidecar does.
+CREATE FUNCTION optischema._applied(p_change bigint) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c       optischema._changes;
+    v_valid boolean;
+    v_op    text;
+    v_ok    boolean;
+    v_error text;
+BEGIN
+    SELECT * INTO c FROM optischema._changes WHERE id = p_change FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'change % does not exist', coalesce(p_change::text, 'NULL')
+            USING ERRCODE = 'no_data_found', HINT = 'SELECT * FROM optischema.changes ORDER BY id DESC;';
+    END IF;
+    IF c.via <> 'psql' OR c.status NOT IN ('pending', 'running') THEN
+        RAISE EXCEPTION 'change % is % (via %): applied() records only a pending change requested with via => ''psql''',
+            p_change, c.status, c.via
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'SELECT * FROM optischema.changes WHERE id = ' || p_change || ';';
+    END IF;
+    v_op := optischema._check_index_ddl(c.ddl);
+    SELECT i.indisvalid INTO v_valid
+    FROM pg_class x JOIN pg_namespace n ON n.oid = x.relnamespace JOIN pg_index i ON i.indexrelid = x.oid
+    WHERE n.nspname = c.index_schema AND x.relname = c.index_name;
+    IF v_op = 'create' THEN
+        v_ok := coalesce(v_valid, false);
+        v_error := CASE WHEN v_valid IS NULL THEN format('index %I.%I does not exist: the statement was not run or failed', c.index_schema, c.index_name)
+                        WHEN NOT v_valid THEN format('index %I.%I is INVALID (its build failed): run DROP INDEX CONCURRENTLY IF EXISTS %I.%I; then apply again',
+                                                     c.index_schema, c.index_name, c.index_schema, c.index_name) END;
+    ELSE
+        v_ok := v_valid IS NULL;
+        v_error := CASE WHEN NOT v_ok THEN format('index %I.%I still exists: the statement was not run or failed', c.index_schema, c.index_name) END;
+    END IF;
+    PERFORM optischema._finish_change(p_change, CASE WHEN v_ok THEN 'succeeded' ELSE 'failed' END, v_error,
+                                      jsonb_build_object('recorded_by', 'applied()'));
+    -- A sidecar, if one runs later, checks the plans.
+    IF v_ok AND v_op = 'create' AND c.action = 'apply' THEN
+        PERFORM optischema.enqueue('verify', jsonb_build_object('change_id', p_change));
+    END IF;
+    RETURN CASE WHEN v_ok THEN 'succeeded' ELSE 'failed' END;
+END
+$$;
+
+CREATE FUNCTION optischema.applied(change_id bigint) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM optischema._require_admin('record changes to');
+    RETURN optischema._applied(change_id);
+END
+$$;
+
+CREATE FUNCTION optischema._dismiss(p_id bigint, p_reason text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r optischema._recommendations;
+BEGIN
+    IF p_id IS NULL THEN
+        RAISE EXCEPTION 'recommendation id cannot be NULL'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'SELECT id, status, title FROM optischema.recommendations;';
+    END IF;
+    IF p_reason IS NULL OR btrim(p_reason) = '' THEN
+        RAISE EXCEPTION 'a reason is required to dismiss recommendation %', p_id
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Say why, for the next DBA: optischema.dismiss(' || p_id || ', ''writes matter more than this report'').';
+    END IF;
+    SELECT * INTO r FROM optischema._recommendations WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'recommendation % does not exist', p_id
+            USING ERRCODE = 'no_data_found', HINT = 'SELECT id, status, title FROM optischema.recommendations;';
+    END IF;
+    IF r.status NOT IN ('open', 'failed', 'rolled_back', 'superseded') THEN
+        RAISE EXCEPTION 'recommendation % is %: only open, failed, rolled back or superseded recommendations can be dismissed', p_id, r.status
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = CASE WHEN r.status = 'applied' THEN 'Roll it back first: SELECT optischema.rollback(' || p_id || ');'
+                              WHEN r.status = 'dismissed' THEN 'It is dismissed already: ' || coalesce(r.dismissed_reason, '')
+                              ELSE 'Wait for its change to finish: SELECT * FROM optischema.changes WHERE recommendation_id = ' || p_id || ';' END;
+    END IF;
+    UPDATE optischema._recommendations
+    SET status = 'dismissed', dismissed_reason = btrim(p_reason), status_changed_at = now(), updated_at = now()
+    WHERE id = p_id;
+END
+$$;
+
+CREATE FUNCTION optischema.dismiss(id bigint, reason text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM optischema._require_admin('dismiss');
+    PERFORM optischema._dismiss(id, reason);
+END
+$$;
+
+-- Measured timing of the affected queries before and after the latest applied
+-- change of recommendation p_id, from the snapshots. One row per query and a
+-- last row (queryid NULL) for all of them, weighted by calls after. The
+-- verdict lands in the change log; a regression beyond regression_threshold is
+-- rolled back when auto_rollback is on.
+CREATE FUNCTION optischema._verify(p_id bigint)
+RETURNS TABLE (queryid bigint, calls_before bigint, mean_ms_before numeric, calls_after bigint,
+               mean_ms_after numeric, change_pct numeric, verdict text)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r           optischema._recommendations;
+    c           optischema._changes;
+    v_threshold numeric := optischema.setting('regression_threshold')::numeric;
+    v_min_calls bigint := optischema.setting('verify_min_calls')::bigint;
+    v_window    interval := optischema.setting('verify_window')::interval;
+    v_b_from    bigint;
+    v_b_to      bigint;
+    v_a_from    bigint;
+    v_a_to      bigint;
+    v_rows      jsonb;
+    v_pct       numeric;
+    v_verdict   text;
+    v_rollback  bigint;
+BEGIN
+    IF p_id IS NULL THEN
+        RAISE EXCEPTION 'recommendation id cannot be NULL' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'SELECT recommendation_id FROM optischema.changes WHERE outcome = ''succeeded'';';
+    END IF;
+    SELECT * INTO r FROM optischema._recommendations x WHERE x.id = p_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'recommendation % does not exist', p_id
+            USING ERRCODE = 'no_data_found', HINT = 'SELECT id, status, title FROM optischema.recommendations;';
+    END IF;
+    SELECT * INTO c FROM optischema._changes x
+    WHERE x.recommendation_id = p_id AND x.action = 'apply' AND x.status = 'succeeded'
+    ORDER BY x.id DESC LIMIT 1;
+    IF NOT FOUND OR r.status <> 'applied' THEN
+        RAISE EXCEPTION 'recommendation % is % and has no applied change to verify', p_id, r.status
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Apply it first: SELECT optischema.apply(' || p_id || ');';
+    END IF;
+
+    -- Before: up to the last snapshot before the request. After: from the
+    -- first snapshot taken once the index existed.
+    v_b_to := optischema._snapshot_before(c.requested_at);
+    v_b_from := optischema._snapshot_before(c.requested_at - v_window);
+    SELECT min(s.id) INTO v_a_from FROM optischema.snapshots s WHERE s.taken_at >= c.finished_at;
+    SELECT max(s.id) INTO v_a_to FROM optischema.snapshots s;
+
+    WITH q AS (SELECT DISTINCT unnest(r.queryids) AS queryid),
+    b AS (SELECT w.queryid, w.calls, w.total_ms FROM optischema._query_window(v_b_from, v_b_to) w),
+    a AS (SELECT w.queryid, w.calls, w.total_ms FROM optischema._query_window(v_a_from, v_a_to) w
+          WHERE v_a_from < v_a_to),
+    m AS (
+        SELECT q.queryid, coalesce(b.calls, 0) AS cb, b.total_ms / nullif(b.calls, 0) AS mb,
+               coalesce(a.calls, 0) AS ca, a.total_ms / nullif(a.calls, 0) AS ma
+        FROM q LEFT JOIN b USING (queryid) LEFT JOIN a USING (queryid)
+    ), v AS (
+        SELECT m.*, CASE WHEN m.cb > 0 AND m.ca >= v_min_calls AND m.mb > 0
+                         THEN round((100 * (m.ma - m.mb) / m.mb)::numeric, 2) END AS pct
+        FROM m
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'queryid', v.queryid, 'calls_before', v.cb, 'mean_ms_before', round(v.mb::numeric, 3),
+               'calls_after', v.ca, 'mean_ms_after', round(v.ma::numeric, 3), 'change_pct', v.pct,
+               'verdict', CASE WHEN v.pct IS NULL THEN 'insufficient_data' WHEN v.pct > v_threshold THEN 'regressed'
+                               WHEN v.pct < -v_threshold THEN 'improved' ELSE 'neutral' END) ORDER BY v.queryid), '[]'),
+           round((100 * (sum(v.ca * v.ma) FILTER (WHERE v.pct IS NOT NULL)
+                         - sum(v.ca * v.mb) FILTER (WHERE v.pct IS NOT NULL))
+                  / nullif(sum(v.ca * v.mb) FILTER (WHERE v.pct IS NOT NULL), 0))::numeric, 2)
+    INTO v_rows, v_pct
+    FROM v;
+    v_verdict := CASE WHEN v_pct IS NULL THEN 'insufficient_data' WHEN v_pct > v_threshold THEN 'regressed'
+                      WHEN v_pct < -v_threshold THEN 'improved' ELSE 'neutral' END;
+
+    UPDATE optischema._changes x
+    SET timing_verdict = v_verdict, verified_at = now(),
+        timing = jsonb_build_object('snapshots_before', jsonb_build_array(v_b_from, v_b_to),
+                                    'snapshots_after', jsonb_build_array(v_a_from, v_a_to),
+                                    'threshold_pct', v_threshold, 'change_pct', v_pct, 'queries', v_rows)
+    WHERE x.id = c.id;
+    IF v_verdict = 'regressed' THEN
+        IF optischema.setting('auto_rollback')::boolean THEN
+            v_rollback := optischema._request_change(p_id, 'rollback', 'sidecar');
+            UPDATE optischema._changes x SET detail = x.detail || jsonb_build_object('auto_rollback_change', v_rollback)
+            WHERE x.id = c.id;
+            UPDATE optischema._changes x SET detail = x.detail || jsonb_build_object('reason', format('auto rollback: mean time +%s%% after change %s', v_pct, c.id))
+            WHERE x.id = v_rollback;
+        ELSE
+            RAISE WARNING '%', format('recommendation %s: mean time of its queries rose %s%% after change %s (threshold %s%%)',
+                                      p_id, v_pct, c.id, v_threshold)
+                USING HINT = 'Roll it back with SELECT optischema.rollback(' || p_id || '); or set auto_rollback: SELECT optischema.set_setting(''auto_rollback'', ''on'');';
+        END IF;
+    END IF;
+
+    RETURN QUERY
+    SELECT (e->>'queryid')::bigint, (e->>'calls_before')::bigint, (e->>'mean_ms_before')::numeric,
+           (e->>'calls_after')::bigint, (e->>'mean_ms_after')::numeric, (e->>'change_pct')::numeric, e->>'verdict'
+    FROM jsonb_array_elements(v_rows) e
+    UNION ALL
+    SELECT NULL::bigint, NULL::bigint, NULL::numeric, NULL::bigint, NULL::numeric, v_pct, v_verdict;
+END
+$$;
+
+CREATE FUNCTION optischema.verify(id bigint)
+RETURNS TABLE (queryid bigint, calls_before bigint, mean_ms_before numeric, calls_after bigint,
+               mean_ms_after numeric, change_pct numeric, verdict text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM optischema._require_admin('verify');
+    RETURN QUERY SELECT * FROM optischema._verify(id);
+END
+$$;
+
+-- After each scheduled snapshot: the timing check of every change applied
+-- within verify_window. Returns how many were checked.
+CREATE FUNCTION optischema._verify_recent() RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_id bigint;
+    n    integer := 0;
+BEGIN
+    FOR v_id IN
+        SELECT DISTINCT c.recommendation_id
+        FROM optischema._changes c JOIN optischema._recommendations r ON r.id = c.recommendation_id
+        WHERE c.action = 'apply' AND c.status = 'succeeded' AND r.status = 'applied'
+          AND c.finished_at > now() - optischema.setting('verify_window')::interval
+    LOOP
+        PERFORM optischema._verify(v_id);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- Waits, from psql, for a change to finish: CALL optischema.wait(7);
+-- A procedure, so that it can COMMIT between polls: the caller's apply() row
+-- becomes visible to the sidecar and the sidecar's outcome becomes visible
+-- here. Procedures that COMMIT may not have a SET clause, so search_path is
+-- pinned with set_config after each commit instead.
+CREATE PROCEDURE optischema.wait(change_id bigint, timeout interval DEFAULT '5 minutes', INOUT outcome text DEFAULT NULL)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_deadline timestamptz := clock_timestamp() + coalesce(timeout, interval '5 minutes');
+    v_error    text;
+    v_via      text;
+    v_seen     boolean;
+BEGIN
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF pg_catalog.now() <> pg_catalog.statement_timestamp() THEN
+        RAISE EXCEPTION 'CALL optischema.wait() must run outside a transaction block'
+            USING ERRCODE = 'active_sql_transaction',
+                  HINT = 'COMMIT first (the sidecar cannot see an uncommitted apply()), then CALL optischema.wait(' || coalesce(change_id::text, 'NULL') || ');';
+    END IF;
+    LOOP
+        SELECT c.outcome, c.error, c.via INTO outcome, v_error, v_via FROM optischema.changes c WHERE c.id = change_id;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'change % does not exist', coalesce(change_id::text, 'NULL')
+                USING ERRCODE = 'no_data_found', HINT = 'SELECT * FROM optischema.changes ORDER BY id DESC;';
+        END IF;
+        EXIT WHEN outcome NOT IN ('pending', 'running');
+        IF v_via = 'psql' THEN
+            RAISE EXCEPTION 'change % was requested with via => ''psql'': no sidecar runs it', change_id
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'Run its ddl from optischema.changes at top level, then SELECT optischema.applied(' || change_id || ');';
+        END IF;
+        IF v_seen IS NULL THEN
+            v_seen := EXISTS (SELECT 1 FROM optischema.sidecars s
+                              WHERE s.last_seen > now() - optischema.setting('sidecar_timeout')::interval);
+            IF NOT v_seen THEN
+                RAISE WARNING 'no sidecar has been seen recently: change % stays % until one runs', change_id, outcome
+                    USING HINT = 'Start optischema-sidecar, or cancel its job with optischema.cancel_job() and apply with via => ''psql''.';
+            END IF;
+        END IF;
+        IF clock_timestamp() > v_deadline THEN
+            RAISE WARNING 'change % is still % after %', change_id, outcome, timeout
+                USING HINT = 'It goes on in the background: SELECT * FROM optischema.changes WHERE id = ' || change_id || ';';
+            RETURN;
+        END IF;
+        COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        PERFORM pg_catalog.pg_sleep(0.2);
+    END LOOP;
+    IF outcome = 'succeeded' THEN
+        RAISE NOTICE 'change % succeeded', change_id;
+    ELSE
+        RAISE WARNING 'change % %: %', change_id, outcome, coalesce(v_error, 'no error recorded');
+    END IF;
+END
+$$;
