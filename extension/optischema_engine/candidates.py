@@ -13,6 +13,7 @@ from .plans import Condition, PlanFacts
 from .sqltext import quote_literal
 
 RANGE_OPS = {"<", "<=", ">", ">="}
+MAX_INCLUDE = 2          # beyond this an INCLUDE copy of the table rarely pays its size
 LIKE_OPS = {"~~"}
 
 
@@ -79,6 +80,7 @@ class Usage:
     like: list[str] = field(default_factory=list)
     exprs: list[tuple[str, str]] = field(default_factory=list)
     fixed: list[tuple[str, str]] = field(default_factory=list)   # (column, constant value)
+    reads: set[str] = field(default_factory=set)                 # columns the scan returns
 
 
 def _add(lst: list, item) -> None:
@@ -121,6 +123,8 @@ def usage_by_alias(f: PlanFacts, fixed_params: dict[int, str]) -> dict[str, Usag
         elif c.op in LIKE_OPS and right.kind in ("param", "const"):
             _add(u.like, left.column)
 
+    for alias, cols in f.outputs.items():
+        out.setdefault(alias, Usage()).reads |= cols
     for c in f.conds:
         note(c)
     sort_aliases = {alias_of(k) for k, _ in f.sort_keys}
@@ -162,6 +166,12 @@ def for_table(table: Table, u: Usage, max_keys: int, fixed_max_fraction_ok) -> s
             if len(ordered) > 1 and n + len(ordered) <= max_keys:     # equality prefix + full sort key
                 keys.add(tuple(KeyPart(c) for c in perm + tuple(ordered)))
     out = {Candidate(table.schema, table.name, k) for k in keys}
+    # INCLUDE the few other columns the query reads, so the widest key can be an index-only scan
+    if eq or ordered:
+        widest = tuple(KeyPart(c) for c in (eq + ordered)[:max_keys])
+        extra = tuple(sorted(c for c in u.reads if c in cols and c not in eq + ordered))
+        if 0 < len(extra) <= MAX_INCLUDE:
+            out.add(Candidate(table.schema, table.name, widest, include=extra))
     for col, value in u.fixed:
         if col not in cols or not fixed_max_fraction_ok(col, value):
             continue

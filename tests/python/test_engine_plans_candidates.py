@@ -103,3 +103,15 @@ def test_candidate_extends_prefix_with_same_predicate_only():
     ab = Candidate("public", "t", (KeyPart("a"), KeyPart("b")))
     ab_p = Candidate("public", "t", (KeyPart("a"), KeyPart("b")), predicate=("s", "x"))
     assert ab.extends(a) and not a.extends(ab) and not ab_p.extends(a)
+
+
+def test_include_variant_for_few_extra_columns_only():
+    f = facts(root(SAAS["my_open_tasks"]["plan"]))
+    u = usage_by_alias(f, {})["tasks"]
+    t = table("tasks", ["id", "title", "assignee_id", "status", "due_date", "body"])
+    inc = [c for c in for_table(t, u, 3, lambda c, v: True) if c.include]
+    assert [(c.key_sql(), c.include) for c in inc] == [(["assignee_id", "status", "due_date"], ("id", "title"))]
+    assert "INCLUDE (id, title)" in inc[0].hypo_ddl()
+    f = facts(root(SHOP["customer_recent_orders"]["plan"]))               # reads 3 other columns: none
+    assert not [c for c in for_table(table("orders", ["id", "customer_id", "created_at", "status", "total"]),
+                                     usage_by_alias(f, {})["orders"], 3, lambda c, v: True) if c.include]
