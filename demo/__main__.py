@@ -61,7 +61,11 @@ def main() -> None:
             "SELECT to_regprocedure('optischema.recommend(integer)') IS NOT NULL").fetchone()[0]
     if has_recommend:
         step("What to change: specific, what-if checked recommendations")
+        # A demo's window is minutes long; unused indexes normally need a week of evidence.
+        psql(dsn, "SELECT optischema.set_setting('drop_unused_min_window', '10 seconds')")
         psql(dsn, "SELECT id, kind, title, ddl FROM optischema.recommend()")
+        psql(dsn, "SELECT id, rollback_ddl, jsonb_pretty(benefit -> 'queries') AS per_query"
+                  " FROM optischema.recommendations WHERE status = 'open' ORDER BY score DESC LIMIT 1")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ CREATE TABLE ticket_events (
     body        text
 );
 
--- An index nobody uses, and one that duplicates the primary key's prefix work.
+-- An index nobody uses, and one whose key is the prefix of another.
 CREATE INDEX accounts_plan_idx ON accounts (plan);
-CREATE INDEX agents_id_name_idx ON agents (id, name);
+CREATE INDEX accounts_email_idx ON accounts (email);
+CREATE INDEX accounts_email_created_idx ON accounts (email, created_at);

@@ -223,6 +223,7 @@ BEGIN
                 (queryid, calls, total_ms, rows, blks_hit, blks_read, temp_blks_written, snapshot_id)
             SELECT n.queryid, n.t_calls, n.t_total_ms, n.t_rows, n.t_blks_hit, n.t_blks_read, n.t_temp_blks, $3
             FROM n
+            ORDER BY n.queryid      -- in index order: each leaf page is visited once
             RETURNING 1
         )
         SELECT (SELECT count(*)::integer FROM cur), (SELECT count(*)::integer FROM ins),

@@ -130,6 +130,11 @@ activity = Activity(
     indexes={int(k): IndexActivity(**v) for k, v in act["indexes"].items()},
     first_snapshot_at=act["first_snapshot_at"])
 settings = Settings.from_dict(json.loads(plpy.execute("SELECT optischema._engine_settings() AS s")[0]["s"]))
+# The workload's texts name tables the way the application sees them: plan
+# them under the session's default search_path (the function's own SET
+# clause puts pg_catalog, pg_temp back on exit). pg_temp stays last.
+plpy.execute("SELECT pg_catalog.set_config('search_path', setting, true) FROM ("
+             " SELECT reset_val || ', pg_temp' AS setting FROM pg_catalog.pg_settings WHERE name = 'search_path') s")
 return json.dumps(advise(PlpyDatabase(plpy), workload, activity, settings).to_dict())
 $$;
 
