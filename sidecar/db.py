@@ -1,0 +1,25 @@
+"""Connections to the monitored databases."""
+from __future__ import annotations
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from optischema_sidecar.config import Settings
+
+
+def describe(dsn: str) -> str:
+    """A name for logs and metrics: dbname@host:port, never the password."""
+    params = conninfo_to_dict(dsn)
+    host = params.get("host") or params.get("hostaddr") or "localhost"
+    return f"{params.get('dbname') or params.get('user') or '?'}@{host}:{params.get('port') or 5432}"
+
+
+def connect(dsn: str, settings: Settings, purpose: str) -> psycopg.Connection:
+    """An autocommit connection: CREATE INDEX CONCURRENTLY runs at top level,
+    and every queue operation is its own short transaction."""
+    conn = psycopg.connect(dsn, autocommit=True, connect_timeout=settings.connect_timeout,
+                           application_name=f"optischema-sidecar {purpose}")
+    # A backend notices its sidecar is gone (killed mid-CREATE INDEX) within
+    # seconds instead of running on: the job's next owner finds no orphan.
+    conn.execute("SET client_connection_check_interval = '2s'")
+    return conn

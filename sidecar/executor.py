@@ -1,0 +1,198 @@
+"""Runs a change's CREATE/DROP INDEX CONCURRENTLY at top level and records
+the outcome in the change log (sql/11_changes.sql).
+
+Every step is idempotent, because a job may run again after its sidecar died
+at any point: an index that already exists (valid) is done, an INVALID one
+left by a failed or interrupted build is dropped before building again and
+after a failure, and a backend orphaned by a killed sidecar is terminated."""
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any, Literal
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from optischema_sidecar.queue import Job, JobError
+
+log = logging.getLogger(__name__)
+
+Op = Literal["create", "drop"]
+_CREATE = re.compile(r"CREATE\s+(UNIQUE\s+)?INDEX\s+CONCURRENTLY\s", re.IGNORECASE)
+_DROP = re.compile(r"DROP\s+INDEX\s+CONCURRENTLY\s", re.IGNORECASE)
+
+
+def check_index_ddl(ddl: str) -> Op:
+    """Which operation ddl is, provided it is one CREATE INDEX CONCURRENTLY or
+    DROP INDEX CONCURRENTLY statement and nothing else (no second statement,
+    comment or dollar quote outside quoted names and literals). The stored DDL
+    was built by OptiSchema; this is defence in depth before running it."""
+    text = ddl.strip()
+    if text.endswith(";"):
+        text = text[:-1].rstrip()
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch in "'\"":
+            j = i + 1
+            while True:
+                j = text.find(ch, j)
+                if j < 0:
+                    raise ValueError(f"refusing to run {ddl!r}: unterminated quote")
+                if text.startswith(ch * 2, j):  # a doubled quote stands for itself
+                    j += 2
+                    continue
+                break
+            i = j + 1
+            continue
+        if ch in ";$" or text.startswith(("--", "/*"), i):
+            raise ValueError(f"refusing to run {ddl!r}: not a single statement")
+        i += 1
+    if _CREATE.match(text):
+        return "create"
+    if _DROP.match(text):
+        return "drop"
+    raise ValueError(f"refusing to run {ddl!r}: not CREATE INDEX CONCURRENTLY or DROP INDEX CONCURRENTLY")
+
+
+def _index_valid(conn: psycopg.Connection, schema: str, name: str) -> bool | None:
+    """True: a valid index of that name exists; False: an INVALID one; None: none."""
+    row = conn.execute(
+        "SELECT i.indisvalid FROM pg_catalog.pg_class c"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid"
+        " WHERE n.nspname = %s AND c.relname = %s", (schema, name)).fetchone()
+    return None if row is None else bool(row[0])
+
+
+def _drop_invalid(conn: psycopg.Connection, schema: str, name: str) -> bool:
+    """Drops the index if it is INVALID; True when none is left behind."""
+    if _index_valid(conn, schema, name) is not False:
+        return True
+    conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}.{}").format(sql.Identifier(schema), sql.Identifier(name)))
+    log.info("dropped INVALID index", extra={"index": f"{schema}.{name}"})
+    return True
+
+
+def _terminate_orphans(conn: psycopg.Connection, ddl: str) -> int:
+    """A previous attempt's backend may still run the same DDL (its sidecar
+    was killed): it would hold the locks and keep the index INVALID."""
+    row = conn.execute(
+        "SELECT count(pg_catalog.pg_terminate_backend(a.pid, 10000)) FROM pg_catalog.pg_stat_activity a"
+        " WHERE a.datname = pg_catalog.current_database() AND a.pid <> pg_catalog.pg_backend_pid()"
+        " AND a.application_name LIKE 'optischema-sidecar%%' AND a.state = 'active' AND a.query = %s",
+        (ddl,)).fetchone()
+    return row[0] if row else 0
+
+
+def _set_timeouts(conn: psycopg.Connection) -> None:
+    """lock_timeout and statement_timeout from the database's settings (session level: autocommit)."""
+    conn.execute(
+        "SELECT pg_catalog.set_config('lock_timeout', (extract(epoch FROM optischema.setting('ddl_lock_timeout')::interval) * 1000)::bigint::text, false),"
+        " pg_catalog.set_config('statement_timeout', (extract(epoch FROM optischema.setting('ddl_statement_timeout')::interval) * 1000)::bigint::text, false)")
+
+
+def _reset_timeouts(conn: psycopg.Connection) -> None:
+    conn.execute("RESET lock_timeout")
+    conn.execute("RESET statement_timeout")
+
+
+def _finish(conn: psycopg.Connection, change_id: int, status: str, error: str | None,
+            detail: dict[str, Any], duration_ms: float | None) -> None:
+    conn.execute("SELECT optischema._finish_change(%s, %s, %s, %s, %s)",
+                 (change_id, status, error, Jsonb(detail), duration_ms))
+
+
+def run_change(conn: psycopg.Connection, job: Job) -> dict[str, Any]:
+    """The 'apply' and 'rollback' jobs: payload {"change_id": n}."""
+    change_id = job["payload"].get("change_id")
+    if not isinstance(change_id, int):
+        raise JobError(f"payload needs an integer change_id, got {job['payload']!r}", retry=False)
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("SELECT * FROM optischema._start_change(%s, %s)", (change_id, job["worker_id"]))
+        change = cur.fetchone()
+    assert change is not None
+    schema, name, ddl = change["index_schema"], change["index_name"], change["ddl"]
+    try:
+        op = check_index_ddl(ddl)
+    except ValueError as e:
+        if change["status"] == "running":
+            _finish(conn, change_id, "failed", str(e), {}, None)
+        raise JobError(str(e), retry=False) from e
+
+    if change["status"] in ("succeeded", "cancelled"):
+        return {"change_id": change_id, "outcome": change["status"], "note": "already finished"}
+    if change["status"] == "failed":
+        # A retry after a failed build whose INVALID index could not be dropped then.
+        _cleanup_or_retry(conn, schema, name, change["error"])
+        return {"change_id": change_id, "outcome": "failed", "cleanup": "done"}
+
+    if job["attempts"] > 1 and (n := _terminate_orphans(conn, ddl)):
+        log.warning("terminated backends of an earlier attempt", extra={"change_id": change_id, "backends": n})
+    _set_timeouts(conn)
+    try:
+        state = _index_valid(conn, schema, name)
+        if op == "create" and state is True:
+            _finish(conn, change_id, "succeeded", None, {"note": "the index already existed"}, 0.0)
+            return {"change_id": change_id, "outcome": "succeeded", "note": "already existed"}
+        if op == "drop" and state is None:
+            _finish(conn, change_id, "succeeded", None, {"note": "the index did not exist"}, 0.0)
+            return {"change_id": change_id, "outcome": "succeeded", "note": "already absent"}
+        if op == "create" and state is False:
+            _drop_invalid(conn, schema, name)
+        t0 = time.monotonic()
+        try:
+            conn.execute(ddl)
+        except psycopg.Error as e:
+            if conn.broken or job["release_requested"].is_set():
+                # The connection is gone, or the sidecar is stopping: the
+                # change stays running and the job's next attempt resumes it.
+                if not conn.broken:
+                    _drop_invalid(conn, schema, name)
+                raise
+            ms = (time.monotonic() - t0) * 1000
+            error = _describe(e)
+            _finish(conn, change_id, "failed", error, {"sqlstate": e.sqlstate}, ms)
+            log.warning("change failed", extra={"change_id": change_id, "error": error})
+            _cleanup_or_retry(conn, schema, name, error)
+            raise JobError(error, retry=False) from e
+        ms = (time.monotonic() - t0) * 1000
+        if op == "create" and _index_valid(conn, schema, name) is not True:
+            error = f"index {schema}.{name} is not valid after the build"
+            _finish(conn, change_id, "failed", error, {}, ms)
+            _cleanup_or_retry(conn, schema, name, error)
+            raise JobError(error, retry=False)
+        _finish(conn, change_id, "succeeded", None, {}, ms)
+        log.info("change succeeded", extra={"change_id": change_id, "duration_ms": round(ms, 1)})
+        return {"change_id": change_id, "outcome": "succeeded", "duration_ms": ms}
+    finally:
+        if not conn.closed:
+            _reset_timeouts(conn)
+
+
+def _cleanup_or_retry(conn: psycopg.Connection, schema: str, name: str, error: str | None) -> None:
+    """Drops an INVALID leftover; when that fails too (the same locks are
+    still held), the job is retried later to finish the cleanup."""
+    try:
+        _drop_invalid(conn, schema, name)
+    except psycopg.Error as e:
+        if conn.broken:
+            raise
+        raise JobError(f"{error}; the INVALID index {schema}.{name} it left could not be dropped yet "
+                       f"({_describe(e)}): retrying the cleanup", retry=True) from e
+
+
+def _describe(e: psycopg.Error) -> str:
+    diag = e.diag
+    text = diag.message_primary or str(e)
+    if e.sqlstate == "55P03":
+        text += " (another session holds a conflicting lock: retry when it is gone, or raise optischema.set_setting('ddl_lock_timeout', ...))"
+    elif e.sqlstate == "57014":
+        text += " (statement_timeout: the build took longer than the setting ddl_statement_timeout, or it was cancelled)"
+    if diag.message_detail:
+        text += f" DETAIL: {diag.message_detail}"
+    return text
