@@ -1,0 +1,108 @@
+"""Config proposals: a real setting (pg_settings) of a tunable category, a value PostgreSQL
+would accept (type, unit, range, enum), and a scope that setting allows. The statement is
+built by OptiSchema from the catalog's name and the re-formatted value."""
+from __future__ import annotations
+
+import re
+
+import psycopg
+from psycopg.rows import dict_row
+from optischema_engine.ddl import quote_ident
+from optischema_engine.sqltext import quote_literal
+
+from .models import ConfigProposal
+from .verdict import Draft, Rejected, Verdict, rejected
+
+# Only performance knobs: never commands, paths, libraries, durability or security.
+TUNABLE_CATEGORIES = ("Query Tuning", "Resource Usage / Memory", "Resource Usage / Asynchronous Behavior",
+                      "Autovacuum", "Write-Ahead Log / Checkpoints")
+_MEMORY = {"B": 1, "kB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3, "TB": 1024 ** 4}
+_TIME = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+_NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+_BOOL = {"on": "on", "true": "on", "yes": "on", "1": "on", "off": "off", "false": "off", "no": "off", "0": "off"}
+_SETTING_SQL = """
+SELECT name, setting, unit, category, context, vartype, min_val, max_val, enumvals, pg_catalog.current_setting(name) AS shown
+FROM pg_catalog.pg_settings WHERE name = %s"""
+
+
+def _unit_factor(unit: str) -> tuple[dict[str, float], float]:
+    """The unit table a setting's unit belongs to and the setting unit's size in it ('8kB' included)."""
+    m = re.fullmatch(r"(\d*)(\w+)", unit)
+    mult, base = int(m.group(1) or 1), m.group(2)
+    table = _MEMORY if base in _MEMORY else _TIME
+    return table, mult * table[base]
+
+
+def _value(s: dict, text: str) -> tuple[str, float | None]:
+    """(canonical value text, value in the setting's own unit for numbers)."""
+    vartype = s["vartype"]
+    if vartype == "bool":
+        if text.strip().lower() not in _BOOL:
+            raise Rejected(f"{text!r} is not a boolean")
+        return _BOOL[text.strip().lower()], None
+    if vartype == "enum":
+        if text.strip().lower() not in s["enumvals"]:
+            raise Rejected(f"{text!r} is not one of {', '.join(s['enumvals'])}")
+        return text.strip().lower(), None
+    m = _NUMBER.match(text)
+    if not m:
+        raise Rejected(f"{text!r} is not a number with an optional unit")
+    number, unit = float(m.group(1)), m.group(2)
+    own = number
+    if s["unit"]:
+        table, setting_unit = _unit_factor(s["unit"])
+        if unit and unit not in table:
+            raise Rejected(f"unit {unit!r} does not fit {s['name']} (unit {s['unit']}); use one of {', '.join(table)}")
+        own = number * (table[unit] if unit else setting_unit) / setting_unit
+    elif unit:
+        raise Rejected(f"{s['name']} takes no unit")
+    if vartype == "integer" and abs(own - round(own)) > 1e-9:
+        raise Rejected(f"{text!r} is not a whole number of {s['unit'] or 'units'}")
+    lo, hi = float(s["min_val"]), float(s["max_val"])
+    if not lo <= own <= hi:
+        raise Rejected(f"{text!r} is out of range for {s['name']}: {s['min_val']} to {s['max_val']} {s['unit'] or ''}".rstrip())
+    return f"{m.group(1)}{unit}", own
+
+
+def _ddl(conn: psycopg.Connection, name: str, value: str, scope: str) -> tuple[str, str]:
+    if scope == "system":
+        return (f"ALTER SYSTEM SET {quote_ident(name)} = {quote_literal(value)}",
+                f"ALTER SYSTEM RESET {quote_ident(name)}")
+    db = quote_ident(conn.info.dbname)
+    return (f"ALTER DATABASE {db} SET {quote_ident(name)} = {quote_literal(value)}",
+            f"ALTER DATABASE {db} RESET {quote_ident(name)}")
+
+
+def check(conn: psycopg.Connection, p: ConfigProposal, queryids: list[int]) -> Verdict:
+    try:
+        with conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(_SETTING_SQL, (p.name.strip().lower(),))
+            s = cur.fetchone()
+        if s is None:
+            raise Rejected(f"{p.name!r} is not a PostgreSQL setting (pg_settings)")
+        if not s["category"].startswith(TUNABLE_CATEGORIES) or s["vartype"] == "string":
+            raise Rejected(f"{s['name']} ({s['category']}) is not a performance setting OptiSchema proposes")
+        if s["context"] == "internal":
+            raise Rejected(f"{s['name']} is read-only")
+        if p.scope in ("role", "session"):
+            raise Rejected(f"scope {p.scope!r}: OptiSchema proposes system or database settings only")
+        if p.scope == "database" and s["context"] in ("postmaster", "sighup"):
+            raise Rejected(f"{s['name']} (context {s['context']}) can only be set for the whole server (scope system)")
+        value, own = _value(s, p.value)
+        current = float(s["setting"]) if own is not None else s["setting"]
+        if (own if own is not None else value) == current:
+            raise Rejected(f"{s['name']} is already {s['shown']}")
+    except Rejected as e:
+        return rejected(e)
+    restart = s["context"] == "postmaster"
+    ddl, rollback = _ddl(conn, s["name"], value, p.scope)
+    evidence = {"setting": s["name"], "current": s["shown"], "proposed": value, "unit": s["unit"],
+                "range": [s["min_val"], s["max_val"]] if s["min_val"] is not None else None,
+                "context": s["context"], "restart_required": restart, "scope": p.scope,
+                "category": s["category"]}
+    title = (f"Set {s['name']} = {value} ({'server' if p.scope == 'system' else 'database ' + conn.info.dbname}"
+             f"; now {s['shown']}{'; restart required' if restart else ''})")
+    draft = Draft(kind="config", key=f"config:{p.scope}:{s['name']}", title=title, ddl=ddl, rollback_ddl=rollback,
+                  queryids=queryids, benefit={"note": "not what-if checked: settings change plans globally"},
+                  evidence=evidence, score=0.0)
+    return Verdict(True, f"valid {s['vartype']} value for {s['name']} (context {s['context']})", evidence, draft)

@@ -1,0 +1,114 @@
+"""Index proposals: table and columns resolved in the catalog, the statement re-built by
+OptiSchema's DDL builder (as the advisor's are), and the gain proven with a HypoPG
+what-if plan of the statements it is meant for. No gain, no recommendation."""
+from __future__ import annotations
+
+import psycopg
+from optischema_engine import ddl
+from optischema_engine.candidates import Candidate, KeyPart, covered_by_existing
+from optischema_engine.catalog import Catalog, Table
+from optischema_engine.db import PsycopgDatabase
+from optischema_engine.sqltext import single_statement, tokens
+from optischema_engine.whatif import Unplannable, WhatIf
+
+from . import names
+from .context import Target
+from .models import IndexProposal
+from .verdict import Draft, Rejected, Verdict, rejected
+
+
+def _predicate(t: Table, where: str | None) -> tuple[str, str] | None:
+    """The one partial-index shape OptiSchema builds: `column = constant`."""
+    if where is None or not where.strip():
+        return None
+    toks = tokens(where)
+    shape_ok = (len(toks) == 3 and toks[1].text == "=" and toks[0].kind in ("word", "ident")
+                and (toks[2].kind == "number"
+                     or (toks[2].kind == "string" and toks[2].text.startswith("'"))
+                     or (toks[2].kind == "word" and toks[2].text.lower() in ("true", "false"))))
+    if not shape_ok:
+        raise Rejected(f"partial-index predicate {where!r} is not of the form column = constant")
+    col = names.columns(t, [toks[0].text])[0]
+    value = toks[2].text[1:-1].replace("''", "'") if toks[2].kind == "string" else toks[2].text.lower()
+    return col, value
+
+
+def candidate(db: PsycopgDatabase, catalog: Catalog, p: IndexProposal) -> tuple[Table, Candidate]:
+    if p.method != "btree":
+        raise Rejected(f"{p.method} indexes cannot be what-if checked (HypoPG plans btree only)")
+    t = names.table(db, catalog, p.table)
+    keys = names.columns(t, p.columns)
+    include = names.columns(t, p.include)
+    if set(keys) & set(include):
+        raise Rejected("a column is both a key and an INCLUDE column")
+    c = Candidate(t.schema, t.name, tuple(KeyPart(k) for k in keys), _predicate(t, p.where), tuple(include))
+    if covered_by_existing(c, t):
+        raise Rejected(f"an existing index on {t.schema}.{t.name} already starts with ({', '.join(keys)})")
+    return t, c
+
+
+def _what_if(db: PsycopgDatabase, c: Candidate, targets: list[Target]) -> tuple[list[dict], int]:
+    """Generic-plan cost of each target without and with the hypothetical index."""
+    ident = c.identity()
+    per_query: list[dict] = []
+    wi = WhatIf(db)
+    size = 0
+    try:
+        for t in targets:
+            why = single_statement(t.query)
+            if why:
+                per_query.append({"queryid": t.queryid, "skipped": why})
+                continue
+            try:
+                name, types = wi.prepare(t.query)
+                wi.activate({})
+                before, _ = wi.cost(name, t.query, [], len(types))
+                wi.activate({ident: c.hypo_ddl()})
+                after, _ = wi.cost(name, t.query, [], len(types))
+                size = wi.size(ident)
+                per_query.append({"queryid": t.queryid, "calls": t.calls, "cost_before": round(before, 2),
+                                  "cost_after": round(after, 2), "uses_index": wi.uses(ident),
+                                  "reduction_pct": round(100 * (1 - after / before), 1) if before else 0.0})
+            except Unplannable as e:
+                per_query.append({"queryid": t.queryid, "skipped": str(e)})
+    finally:
+        wi.close()
+    return per_query, size
+
+
+def check(conn: psycopg.Connection, p: IndexProposal, targets: list[Target], min_reduction: float) -> Verdict:
+    db = PsycopgDatabase(conn)
+    catalog = Catalog(db)
+    try:
+        t, c = candidate(db, catalog, p)
+        with conn.transaction():            # the what-if's SET LOCALs need one transaction
+            per_query, size = _what_if(db, c, targets)
+        evidence = {"hypothetical_index": c.hypo_ddl(), "queries": per_query,
+                    "min_cost_reduction": min_reduction, "estimated_size_bytes": size}
+        served = [q for q in per_query if q.get("uses_index") and q["reduction_pct"] >= 100 * min_reduction]
+        if not served:
+            raise Rejected(f"no gain: the what-if plan of no statement gets {min_reduction:.0%} cheaper with it",
+                           evidence)
+    except Rejected as e:
+        return rejected(e)
+
+    taken = {ix.name for ix in t.indexes}
+    parts = [k.name_part() for k in c.keys] + (["where", c.predicate[0], c.predicate[1]] if c.predicate else [])
+    name = ddl.index_name(c.table, parts, c.identity(), taken)
+    saved = sum(q["calls"] * (q["cost_before"] - q["cost_after"]) for q in served)
+    best = max(served, key=lambda q: q["reduction_pct"])
+    title = (f"Index {c.table}({', '.join(c.key_sql())})"
+             + (f" WHERE {c.predicate_sql()}" if c.predicate else "")
+             + f" for {len(served)} {'query' if len(served) == 1 else 'queries'}"
+             + f" (LLM proposal, what-if cost {best['cost_before']:g} -> {best['cost_after']:g})")
+    draft = Draft(
+        kind="create_index", key=f"create_index:{c.identity()}", title=title,
+        ddl=ddl.create_index(name, c.schema, c.table, c.key_sql(), [ddl.quote_ident(x) for x in c.include],
+                             c.predicate_sql()),
+        rollback_ddl=ddl.drop_index(c.schema, name),
+        queryids=sorted(q["queryid"] for q in served),
+        benefit={"queries": served, "cost_saved_per_window": round(saved, 2)},
+        evidence=evidence, score=round(saved, 2), table_name=f"{c.schema}.{c.table}", index_name=name,
+        estimated_size_bytes=size)
+    return Verdict(True, f"what-if: cost {best['cost_before']:g} -> {best['cost_after']:g}"
+                         f" ({best['reduction_pct']:g}% less) for query {best['queryid']}", evidence, draft)

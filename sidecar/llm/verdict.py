@@ -1,0 +1,43 @@
+"""What validation makes of one proposal: accepted with the recommendation OptiSchema
+built from it, or rejected with the reason. Rejections are recorded, never dropped."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class Rejected(Exception):
+    """Raised inside a check; becomes a rejected Verdict with this reason."""
+
+    def __init__(self, reason: str, evidence: dict | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.evidence = evidence or {}
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A recommendation row, every SQL text in it built by OptiSchema."""
+    kind: str                       # create_index | rewrite | config
+    key: str
+    title: str
+    ddl: str
+    rollback_ddl: str | None
+    queryids: list[int]
+    benefit: dict
+    evidence: dict
+    score: float
+    table_name: str | None = None
+    index_name: str | None = None
+    estimated_size_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    accepted: bool
+    reason: str
+    evidence: dict = field(default_factory=dict)
+    draft: Draft | None = None
+
+
+def rejected(e: Rejected) -> Verdict:
+    return Verdict(False, e.reason, e.evidence)
