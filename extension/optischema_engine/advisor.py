@@ -89,7 +89,7 @@ def advise(db: Database, workload: list[WorkloadQuery], activity: Activity,
         analysed = _explain_all(wi, catalog, values, keep, s, skipped)
         stats["statements_analysed"] = len(analysed)
         reads = [a for a in analysed if a.facts.write is None]
-        writes = _writes(analysed, catalog, wi, s)
+        writes = _writes(analysed, catalog)
         options, cands = _evaluate(wi, values, reads, s, started, stats)
         problem = Problem({a.key: a.calls for a in reads}, {a.key: a.base_cost for a in reads}, writes,
                           s.write_cost_per_entry, s.size_cost_per_mb, s.max_indexes_per_table,
@@ -145,7 +145,7 @@ def _explain_one(wi, catalog, values, text, qids, calls, ms, rows, s) -> Analyse
     return a
 
 
-def _writes(analysed: list[Analysed], catalog: Catalog, wi: WhatIf, s: Settings) -> dict[str, TableWrites]:
+def _writes(analysed: list[Analysed], catalog: Catalog) -> dict[str, TableWrites]:
     out: dict[str, TableWrites] = {}
     for a in analysed:
         if a.facts.write is None:
