@@ -1,4 +1,5 @@
 """`make bench`: every benchmark of the project, each printing its figures."""
-from bench import snapshot_bench
+from bench import advisor_bench, snapshot_bench
 
 snapshot_bench.main()
+advisor_bench.main()

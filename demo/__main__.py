@@ -31,7 +31,8 @@ def psql(dsn: str, sql: str) -> None:
 def load(dsn: str) -> None:
     t0 = time.monotonic()
     for name in ("schema.sql", "data.sql"):
-        subprocess.run([PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-f", str(ROOT / "demo" / name)],
+        subprocess.run([PSQL, "-X", "-q", "-o", "/dev/null", "-v", "ON_ERROR_STOP=1", "-d", dsn,
+                        "-f", str(ROOT / "demo" / name)],
                        check=True)
     print(f"loaded the help-desk schema and data in {time.monotonic() - t0:.1f} s")
 

@@ -25,6 +25,8 @@ SELECT g,
        now() - random() * interval '30 days'
 FROM generate_series(1, 250000) g;
 
+SELECT setval(pg_get_serial_sequence('tickets', 'id'), 250000);
+
 INSERT INTO ticket_events (ticket_id, kind, created_at, body)
 SELECT 1 + (random() * 249999)::bigint,
        (ARRAY['comment', 'status', 'assign', 'view'])[1 + (random() * 3)::int],
