@@ -78,14 +78,18 @@ END
 $$;
 
 -- Cancels a job that has not started; a running job cannot be taken back.
+-- Cancelling an apply or rollback job cancels its change (sql/11_changes.sql)
+-- and gives the recommendation its status back.
 CREATE FUNCTION optischema.cancel_job(id bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_status text;
+    v_job    optischema.jobs;
 BEGIN
-    SELECT j.status INTO v_status FROM optischema.jobs j WHERE j.id = cancel_job.id FOR UPDATE;
+    SELECT * INTO v_job FROM optischema.jobs j WHERE j.id = cancel_job.id FOR UPDATE;
+    v_status := v_job.status;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'job % does not exist', coalesce(id::text, 'NULL')
             USING ERRCODE = 'no_data_found', HINT = 'See SELECT * FROM optischema.jobs ORDER BY id DESC;';
@@ -95,6 +99,10 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
     UPDATE optischema.jobs j SET status = 'cancelled', finished_at = now() WHERE j.id = cancel_job.id;
+    IF v_job.kind IN ('apply', 'rollback') THEN
+        PERFORM optischema._finish_change((v_job.payload->>'change_id')::bigint, 'cancelled',
+                                          'its job was cancelled by ' || optischema._caller());
+    END IF;
 END
 $$;
 

@@ -1,0 +1,69 @@
+BEGIN;
+SELECT plan(34);
+
+SELECT ok((SELECT array_agg(kind) FROM optischema.job_kinds)
+          @> ARRAY['apply', 'rollback', 'verify', 'snapshot', 'recommend', 'purge', 'llm_analysis'],
+          'every job kind of the contract is known');
+
+-- enqueue
+SELECT ok(optischema.enqueue('noop', '{"n": 1}') > 0, 'enqueue returns the job id');
+SELECT results_eq($$SELECT kind, payload, status, attempts, max_attempts FROM optischema.jobs$$,
+    $$VALUES ('noop', '{"n": 1}'::jsonb, 'pending', 0, 5)$$, 'the job is pending with its payload');
+SELECT ok(optischema.enqueue('noop') > 0, 'the payload defaults to {}');
+SELECT throws_ok($$SELECT optischema.enqueue('bogus')$$, '22023', 'unknown job kind "bogus"', 'an unknown kind is a clear error');
+SELECT throws_ok($$SELECT optischema.enqueue(NULL)$$, '22023', 'unknown job kind "NULL"', 'a NULL kind is a clear error');
+SELECT throws_ok($$SELECT optischema.enqueue('noop', '[1]')$$, '22023', 'job payload must be a JSON object, got array', 'the payload must be an object');
+SELECT throws_ok($$SELECT optischema.enqueue('noop', NULL)$$, '22023', 'job payload must be a JSON object, got NULL', 'a NULL payload is a clear error');
+SELECT is((SELECT count(*)::int FROM optischema.jobs), 2, 'failed enqueues inserted nothing');
+DELETE FROM optischema.jobs;
+
+-- claim, complete
+SELECT optischema.enqueue('noop', '{"n": 1}') AS j1 \gset
+SELECT optischema.enqueue('snapshot') AS j2 \gset
+SELECT results_eq($$SELECT id, status, attempts, worker_id FROM optischema._claim_job('w1', ARRAY['noop'], '1 minute')$$,
+    format('VALUES (%s::bigint, %L, 1, %L)', :j1, 'running', 'w1'), 'a worker claims the oldest job of its kinds');
+SELECT is((SELECT count(*)::int FROM optischema._claim_job('w2', ARRAY['noop'], '1 minute')), 0, 'a running job is not claimed again');
+SELECT ok((SELECT lease_expires_at > now() FROM optischema.jobs WHERE id = :j1), 'the claim holds a lease');
+SELECT is(optischema._complete_job(:j1, 'w2', '{}'), false, 'another worker cannot complete it');
+SELECT is(optischema._complete_job(:j1, 'w1', '{"ok": true}'), true, 'its worker completes it');
+SELECT results_eq(format('SELECT status, result, lease_expires_at IS NULL, finished_at IS NOT NULL FROM optischema.jobs WHERE id = %s', :j1),
+    $$VALUES ('done', '{"ok": true}'::jsonb, true, true)$$, 'done, with its result');
+SELECT throws_ok($$SELECT optischema._claim_job(NULL, NULL, '1 minute')$$, '22023', NULL, 'claiming needs a worker');
+
+-- failure, retry with backoff
+SELECT is((SELECT id FROM optischema._claim_job('w1', NULL, '1 minute')), :j2::bigint, 'NULL kinds claim any kind');
+SELECT is(optischema._fail_job(:j2, 'w1', 'boom'), 'pending', 'a failed attempt goes back to pending');
+SELECT results_eq(format('SELECT error, run_after > now() FROM optischema.jobs WHERE id = %s', :j2),
+    $$VALUES ('boom', true)$$, 'with its error and a backoff');
+SELECT is((SELECT count(*)::int FROM optischema._claim_job('w1', NULL, '1 minute')), 0, 'not claimable during the backoff');
+UPDATE optischema.jobs SET run_after = now(), attempts = 4 WHERE id = :j2;
+SELECT is((SELECT attempts FROM optischema._claim_job('w1', NULL, '1 minute')), 5, 'claimable again after it');
+SELECT is(optischema._fail_job(:j2, 'w1', 'boom again'), 'failed', 'the last attempt fails for good');
+SELECT is(optischema._fail_job(:j2, 'w1', 'late'), NULL, 'a finished job takes no more failures');
+
+-- no retry
+SELECT optischema.enqueue('noop') AS j3 \gset
+SELECT is((SELECT id FROM optischema._claim_job('w1', NULL, '1 minute')), :j3::bigint, 'claimed');
+SELECT is(optischema._fail_job(:j3, 'w1', 'bad payload', false), 'failed', 'retry => false fails at once');
+
+-- lease expiry: takeover, and a job that keeps killing sidecars
+SELECT optischema.enqueue('noop') AS j4 \gset
+SELECT is((SELECT id FROM optischema._claim_job('w1', NULL, '1 minute')), :j4::bigint, 'w1 claims');
+UPDATE optischema.jobs SET lease_expires_at = now() - interval '1 second' WHERE id = :j4;
+SELECT results_eq($$SELECT worker_id, attempts FROM optischema._claim_job('w2', NULL, '1 minute')$$,
+    $$VALUES ('w2', 2)$$, 'after the lease expires another worker takes the job over');
+UPDATE optischema.jobs SET lease_expires_at = now() - interval '1 second', attempts = 5 WHERE id = :j4;
+SELECT is((SELECT count(*)::int FROM optischema._claim_job('w3', NULL, '1 minute')), 0, 'an expired job on its last attempt is not retried');
+SELECT alike((SELECT error FROM optischema.jobs WHERE id = :j4), 'lease expired on attempt 5 of 5%', 'it failed, saying why');
+
+-- release, heartbeat
+SELECT optischema.enqueue('noop') AS j5 \gset
+SELECT is((SELECT id FROM optischema._claim_job('w1', NULL, '1 second')), :j5::bigint, 'claimed with a short lease');
+SELECT is(optischema._heartbeat('w1', 'host', 1, '0.1.0', '1 hour'), 1, 'the heartbeat renews the leases of the worker''s jobs');
+SELECT ok((SELECT last_seen IS NOT NULL FROM optischema.sidecars WHERE worker_id = 'w1'), 'and announces the sidecar');
+SELECT is(optischema._release_job(:j5, 'w1'), true, 'a worker releases its job');
+SELECT ok((SELECT status = 'pending' AND attempts = 0 FROM optischema.jobs WHERE id = :j5),
+    'a released job is pending again and the attempt does not count');
+
+SELECT * FROM finish();
+ROLLBACK;

@@ -1,0 +1,104 @@
+BEGIN;
+SET client_min_messages = warning;
+SELECT plan(51);
+
+CREATE TABLE public.t (a int, b int);
+INSERT INTO optischema._recommendations (key, kind, source, title, ddl, rollback_ddl, table_name, index_name, queryids) VALUES
+('tap:a', 'create_index', 'advisor', 'Index t(a)', 'CREATE INDEX CONCURRENTLY t_a_idx ON public.t USING btree (a)',
+ 'DROP INDEX CONCURRENTLY IF EXISTS public.t_a_idx', 'public.t', 't_a_idx', '{42}'),
+('tap:rw', 'rewrite', 'llm', 'Rewrite q', 'SELECT 1', NULL, NULL, NULL, '{}'),
+('tap:evil', 'create_index', 'advisor', 'Evil', 'CREATE INDEX CONCURRENTLY x ON public.t (a); DROP TABLE public.t',
+ 'DROP INDEX CONCURRENTLY IF EXISTS public.x', 'public.t', 'x', '{}'),
+('tap:b', 'create_index', 'advisor', 'Index t(b)', 'CREATE INDEX CONCURRENTLY t_b_idx ON public.t USING btree (b)',
+ 'DROP INDEX CONCURRENTLY IF EXISTS public.t_b_idx', 'public.t', 't_b_idx', '{}');
+SELECT id AS ra FROM optischema._recommendations WHERE key = 'tap:a' \gset
+SELECT id AS rw FROM optischema._recommendations WHERE key = 'tap:rw' \gset
+SELECT id AS evil FROM optischema._recommendations WHERE key = 'tap:evil' \gset
+SELECT id AS rb FROM optischema._recommendations WHERE key = 'tap:b' \gset
+
+-- apply: bad input changes nothing
+SELECT throws_ok($$SELECT optischema.apply(NULL)$$, '22004', 'recommendation id cannot be NULL', 'NULL id');
+SELECT throws_ok($$SELECT optischema.apply(-1)$$, 'P0002', 'recommendation -1 does not exist', 'unknown id');
+SELECT throws_ok(format('SELECT optischema.apply(%s)', :rw), '0A000',
+    format('recommendation %s is a rewrite recommendation: OptiSchema only applies index changes', :rw), 'a rewrite is not applied');
+SELECT throws_ok(format('SELECT optischema.apply(%s, via => %L)', :ra, 'ssh'), '22023', NULL, 'unknown via');
+SELECT throws_ok(format('SELECT optischema.apply(%s)', :evil), '22000', NULL, 'DDL that is not one CREATE INDEX CONCURRENTLY is refused');
+SELECT is((SELECT count(*)::int FROM optischema._changes), 0, 'no change recorded by failed calls');
+SELECT is((SELECT count(*)::int FROM optischema.jobs), 0, 'no job queued by failed calls');
+SELECT is((SELECT status FROM optischema._recommendations WHERE id = :evil), 'open', 'the refused recommendation stays open');
+
+-- apply via the sidecar
+SELECT optischema.apply(:ra) AS c1 \gset
+SELECT is((SELECT status FROM optischema._recommendations WHERE id = :ra), 'applying', 'the recommendation is applying');
+SELECT results_eq(format('SELECT action, via, ddl, outcome, requested_by FROM optischema.changes WHERE id = %s', :c1),
+    format('VALUES (%L, %L, %L, %L, %L)', 'apply', 'sidecar', 'CREATE INDEX CONCURRENTLY t_a_idx ON public.t USING btree (a)',
+           'pending', current_user), 'the change log says what will run and who asked');
+SELECT results_eq(format('SELECT kind, payload FROM optischema.jobs WHERE id = (SELECT job_id FROM optischema._changes WHERE id = %s)', :c1),
+    format('VALUES (%L, %L::jsonb)', 'apply', json_build_object('change_id', :c1)), 'an apply job is queued for it');
+SELECT throws_ok(format('SELECT optischema.apply(%s)', :ra), '55000',
+    format('recommendation %s is applying: only open or failed recommendations can be applied', :ra), 'no second apply while applying');
+SELECT is((SELECT count(*)::int FROM optischema._changes), 1, 'and no second change');
+SELECT throws_ok(format('SELECT optischema.dismiss(%s, %L)', :ra, 'no'), '55000', NULL, 'an applying recommendation cannot be dismissed');
+
+-- the sidecar's side
+SELECT is((optischema._start_change(:c1, 'w1')).status, 'running', 'the executor starts the change');
+SELECT lives_ok(format('SELECT optischema._finish_change(%s, %L, NULL, %L, 12.5)', :c1, 'succeeded', '{}'), 'and records success');
+SELECT results_eq(format('SELECT outcome, executed_by, duration_ms, plan_check FROM optischema.changes WHERE id = %s', :c1),
+    $$VALUES ('succeeded', 'w1', 12.5::float8, 'pending')$$, 'outcome, executor and duration are logged; the plan check is pending');
+SELECT is((SELECT status FROM optischema._recommendations WHERE id = :ra), 'applied', 'the recommendation is applied');
+SELECT throws_ok(format('SELECT optischema._finish_change(%s, %L)', :c1, 'failed'), '55000', NULL, 'an outcome is recorded once');
+SELECT is((optischema._start_change(:c1, 'w2')).status, 'succeeded', 'a finished change is not restarted');
+SELECT lives_ok(format('SELECT optischema._record_plan_check(%s, %L, %L)', :c1, 'verified', '{"queries": []}'), 'the plan check is recorded');
+SELECT is((SELECT plan_check FROM optischema.changes WHERE id = :c1), 'verified', 'and shown');
+
+-- rollback
+SELECT throws_ok(format('SELECT optischema.rollback(%s)', :rb), '55000',
+    format('recommendation %s is open: only an applied recommendation can be rolled back', :rb), 'an open recommendation cannot be rolled back');
+SELECT throws_ok($$SELECT optischema.rollback(-1)$$, 'P0002', NULL, 'rollback of an unknown id');
+SELECT throws_ok($$SELECT optischema.rollback(NULL)$$, '22004', NULL, 'rollback of NULL');
+SELECT throws_ok(format('SELECT optischema.dismiss(%s, %L)', :ra, 'no'), '55000', NULL, 'an applied recommendation cannot be dismissed');
+SELECT optischema.rollback(:ra) AS c2 \gset
+SELECT results_eq(format('SELECT action, ddl, outcome FROM optischema.changes WHERE id = %s', :c2),
+    $$VALUES ('rollback', 'DROP INDEX CONCURRENTLY IF EXISTS public.t_a_idx', 'pending')$$, 'the rollback runs the saved rollback_ddl');
+SELECT is((SELECT status FROM optischema._recommendations WHERE id = :ra), 'rolling_back', 'rolling back');
+SELECT lives_ok(format('SELECT optischema._finish_change(%s, %L, %L)', :c2, 'failed', 'lock timeout'), 'a failed rollback');
+SELECT is((SELECT status FROM optischema._recommendations WHERE id = :ra), 'applied', 'leaves the recommendation applied');
+SELECT optischema.rollback(:ra) AS c3 \gset
+SELECT lives_ok(format('SELECT optischema._finish_change(%s, %L)', :c3, 'succeeded'), 'a successful rollback');
+SELECT is((SELECT status FROM optischema._recommendations WHERE id = :ra), 'rolled_back', 'rolls it back');
+
+-- apply from psql, recorded from the catalog
+SELECT optischema.apply(:rb, via => 'psql') AS c4 \gset
+SELECT is((SELECT job_id FROM optischema._changes WHERE id = :c4), NULL, 'via psql queues no job');
+SELECT is(optischema.applied(:c4), 'failed', 'applied() before the index exists records a failure');
+SELECT alike((SELECT error FROM optischema.changes WHERE id = :c4), '%does not exist%', 'saying the index does not exist');
+SELECT is((SELECT status FROM optischema._recommendations WHERE id = :rb), 'failed', 'the recommendation failed');
+SELECT optischema.apply(:rb, via => 'psql') AS c5 \gset
+CREATE INDEX t_b_idx ON public.t (b);  -- what the DBA ran (CONCURRENTLY, outside this test's transaction)
+SELECT is(optischema.applied(:c5), 'succeeded', 'a failed recommendation can be applied again; applied() sees the index');
+SELECT is((SELECT count(*)::int FROM optischema.jobs WHERE kind = 'verify' AND payload = jsonb_build_object('change_id', :c5)), 1,
+    'a verify job is queued for the plan check');
+SELECT throws_ok(format('SELECT optischema.applied(%s)', :c5), '55000', NULL, 'applied() records a change once');
+SELECT throws_ok(format('SELECT optischema.applied(%s)', :c1), '55000', NULL, 'applied() refuses a sidecar change');
+SELECT throws_ok($$SELECT optischema.applied(-1)$$, 'P0002', 'change -1 does not exist', 'applied() of an unknown change');
+
+-- cancelling the job of a queued change restores the recommendation
+UPDATE optischema._recommendations SET status = 'open' WHERE id = :evil;
+UPDATE optischema._recommendations SET ddl = 'CREATE INDEX CONCURRENTLY x ON public.t (a)' WHERE id = :evil;
+SELECT optischema.apply(:evil) AS c6 \gset
+SELECT lives_ok(format('SELECT optischema.cancel_job(%s)', (SELECT job_id FROM optischema._changes WHERE id = :c6)), 'cancel the apply job');
+SELECT is((SELECT outcome FROM optischema.changes WHERE id = :c6), 'cancelled', 'the change is cancelled');
+SELECT is((SELECT status FROM optischema._recommendations WHERE id = :evil), 'open', 'the recommendation is open again');
+
+-- dismiss
+SELECT throws_ok(format('SELECT optischema.dismiss(%s, NULL)', :evil), '22004', NULL, 'a NULL reason');
+SELECT throws_ok(format('SELECT optischema.dismiss(%s, %L)', :evil, '  '), '22004', NULL, 'an empty reason');
+SELECT throws_ok($$SELECT optischema.dismiss(-1, 'x')$$, 'P0002', NULL, 'an unknown id');
+SELECT is((SELECT status FROM optischema._recommendations WHERE id = :evil), 'open', 'bad dismissals changed nothing');
+SELECT lives_ok(format('SELECT optischema.dismiss(%s, %L)', :evil, 'writes matter more'), 'dismiss with a reason');
+SELECT results_eq(format('SELECT status, dismissed_reason FROM optischema.recommendations WHERE id = %s', :evil),
+    $$VALUES ('dismissed', 'writes matter more')$$, 'dismissed, reason kept');
+SELECT throws_ok(format('SELECT optischema.dismiss(%s, %L)', :evil, 'again'), '55000', NULL, 'dismissing twice is an error');
+
+SELECT * FROM finish();
+ROLLBACK;
