@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 export PGHOST=${PGHOST:-$(scripts/cluster.sh dsn | sed -E 's/.*host=([^ ]+).*/\1/')}
 export PGPORT=${PGPORT:-${OPTISCHEMA_PGPORT:-55432}}
 export PGUSER=${PGUSER:-optischema_test}
+export PGOPTIONS="-c client_min_messages=warning"
 DB=optischema_pgtap_$$
 
 status=0
