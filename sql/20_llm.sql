@@ -494,3 +494,77 @@ BEGIN
     RETURN v_count;
 END
 $$;
+
+-- The sidecar writes through these (its role may only read the tables, like
+-- every admin role): the audit of a request, a proposal's verdict, and an
+-- accepted proposal as a recommendation.
+CREATE FUNCTION optischema._llm_record_call(p_job_id bigint, p_scope text, p_queryid bigint, p_model text,
+    p_attempt integer, p_payload_sha256 text, p_payload_bytes integer, p_tokens_in integer, p_tokens_out integer,
+    p_latency_ms double precision, p_outcome text, p_http_status integer, p_error text) RETURNS bigint
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO optischema.llm_calls (job_id, scope, queryid, model, attempt, payload_sha256, payload_bytes,
+                                      tokens_in, tokens_out, latency_ms, outcome, http_status, error)
+    VALUES (p_job_id, p_scope, p_queryid, p_model, p_attempt, p_payload_sha256, p_payload_bytes,
+            p_tokens_in, p_tokens_out, p_latency_ms, p_outcome, p_http_status, left(p_error, 2000))
+    RETURNING id
+$$;
+
+CREATE FUNCTION optischema._llm_record_proposal(p_call_id bigint, p_queryid bigint, p_kind text, p_proposal jsonb,
+    p_accepted boolean, p_reason text, p_evidence jsonb, p_recommendation_id bigint) RETURNS bigint
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO optischema.llm_proposals (call_id, queryid, kind, proposal, accepted, reason, evidence, recommendation_id)
+    VALUES (p_call_id, p_queryid, p_kind, p_proposal, p_accepted, p_reason, p_evidence, p_recommendation_id)
+    RETURNING id
+$$;
+
+-- Fills the empty explanation of open advisor recommendations for these
+-- statements (only the one with key p_key when given); returns their ids.
+CREATE FUNCTION optischema._llm_explain_advisor(p_queryids bigint[], p_explanation text, p_key text DEFAULT NULL)
+RETURNS bigint[]
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH u AS (
+        UPDATE optischema._recommendations r
+        SET explanation = p_explanation, updated_at = pg_catalog.now()
+        WHERE r.source = 'advisor' AND r.status = 'open' AND coalesce(r.explanation, '') = ''
+          AND (p_key IS NULL OR r.key = p_key) AND r.queryids && p_queryids
+        RETURNING r.id)
+    SELECT coalesce(array_agg(u.id ORDER BY u.id), '{}') FROM u
+$$;
+
+-- Writes an accepted proposal as an 'llm' recommendation, or refreshes the
+-- open one with the same key. A key held by an advisor row (the same index)
+-- or by a row already acted on is left as it is, apart from an empty advisor
+-- explanation. Returns the row's id and whether it was written.
+CREATE FUNCTION optischema._llm_recommend(p_key text, p_kind text, p_title text, p_ddl text, p_rollback_ddl text,
+    p_table_name text, p_index_name text, p_queryids bigint[], p_benefit jsonb, p_evidence jsonb,
+    p_estimated_size_bytes bigint, p_score double precision, p_explanation text,
+    OUT rec_id bigint, OUT written boolean)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO optischema._recommendations AS r
+        (key, kind, source, title, ddl, rollback_ddl, table_name, index_name, queryids, benefit, evidence,
+         estimated_size_bytes, score, explanation)
+    VALUES (p_key, p_kind, 'llm', p_title, p_ddl, p_rollback_ddl, p_table_name, p_index_name, p_queryids,
+            p_benefit, p_evidence, p_estimated_size_bytes, p_score, p_explanation)
+    ON CONFLICT (key) DO UPDATE
+    SET title = EXCLUDED.title, ddl = EXCLUDED.ddl, rollback_ddl = EXCLUDED.rollback_ddl,
+        queryids = EXCLUDED.queryids, benefit = EXCLUDED.benefit, evidence = EXCLUDED.evidence,
+        estimated_size_bytes = EXCLUDED.estimated_size_bytes, score = EXCLUDED.score,
+        explanation = EXCLUDED.explanation, updated_at = pg_catalog.now()
+    WHERE r.source = 'llm' AND r.status = 'open'
+    RETURNING r.id INTO rec_id;
+    written := rec_id IS NOT NULL;
+    IF NOT written THEN
+        PERFORM optischema._llm_explain_advisor(p_queryids, p_explanation, p_key);
+        SELECT r.id INTO rec_id FROM optischema._recommendations r WHERE r.key = p_key;
+    END IF;
+END
+$$;

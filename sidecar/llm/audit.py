@@ -1,17 +1,13 @@
-"""optischema.llm_calls: one row per request to a model, committed at once so that the
-token budget and the audit hold whatever happens to the job afterwards."""
+"""optischema.llm_calls: one row per request to a model, committed at once (on the job loop's
+autocommit connection) so that the token budget and the audit hold whatever happens to the
+job afterwards."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import psycopg
 
-_INSERT = """
-INSERT INTO optischema.llm_calls (job_id, scope, queryid, model, attempt, payload_sha256, payload_bytes,
-                                  tokens_in, tokens_out, latency_ms, outcome, http_status, error)
-VALUES (%(job_id)s, %(scope)s, %(queryid)s, %(model)s, %(attempt)s, %(payload_sha256)s, %(payload_bytes)s,
-        %(tokens_in)s, %(tokens_out)s, %(latency_ms)s, %(outcome)s, %(http_status)s, %(error)s)
-RETURNING id"""
+_RECORD = "SELECT optischema._llm_record_call(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 
 
 @dataclass(frozen=True)
@@ -38,12 +34,9 @@ class CallRecord:
 
 def record(conn: psycopg.Connection, subject: Subject, rec: CallRecord) -> int:
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute(_INSERT, {"job_id": subject.job_id, "scope": subject.scope, "queryid": subject.queryid,
-                              "model": rec.model, "attempt": rec.attempt,
-                              "payload_sha256": rec.payload_sha256, "payload_bytes": rec.payload_bytes,
-                              "tokens_in": rec.tokens_in, "tokens_out": rec.tokens_out,
-                              "latency_ms": rec.latency_ms, "outcome": rec.outcome,
-                              "http_status": rec.http_status, "error": rec.error and rec.error[:2000]})
+        cur.execute(_RECORD, (subject.job_id, subject.scope, subject.queryid, rec.model, rec.attempt,
+                              rec.payload_sha256, rec.payload_bytes, rec.tokens_in, rec.tokens_out,
+                              rec.latency_ms, rec.outcome, rec.http_status, rec.error))
         return int(cur.fetchone()[0])
 
 

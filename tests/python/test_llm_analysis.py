@@ -367,3 +367,26 @@ def test_workload_analysis_sends_the_heaviest_statements(fast: psycopg.Connectio
     assert fast.execute("SELECT ddl FROM optischema._recommendations WHERE kind = 'config'").fetchone()[0] == \
         "ALTER SYSTEM SET random_page_cost = '1.1'"
     assert fast.execute("SELECT scope, queryid FROM optischema.llm_calls").fetchone() == ("workload", None)
+
+
+def test_a_non_superuser_admin_sidecar_can_run_it(fast: psycopg.Connection, fake_llm: FakeLLM, db_dsn: str) -> None:
+    """The sidecar's role: an OptiSchema admin (reads tables, writes through the extension's
+    functions) that may read the application's tables (pg_read_all_data) to plan them."""
+    ids = seed_workload(fast)
+    role = f"llm_sidecar_{fast.info.dbname}"
+    fast.execute(f'CREATE ROLE "{role}" LOGIN')
+    try:
+        fast.execute("SELECT optischema.grant_usage(%s, admin => true)", (role,))
+        fast.execute(f'GRANT pg_read_all_data TO "{role}"')
+        fake_llm.script(answer({"proposals": [
+            {"kind": "index", "table": "orders", "columns": ["customer_id"], "method": "btree", "where": None,
+             "include": [], "explanation": "x"},
+            {"kind": "rewrite", "queryid": None, "explanation": "x", "sql": "SELECT * FROM orders WHERE customer_id = $1"}]}))
+        with psycopg.connect(db_dsn, user=role, autocommit=True) as sidecar:
+            result = run_analysis(sidecar, job(ids["by_customer"]), None)
+        assert [p["accepted"] for p in result["proposals"]] == [True, False], result
+        assert calls(fast)[0][0] == "ok" and len(llm_recs(fast)) == 1
+    finally:
+        fast.execute("SELECT optischema.revoke_usage(%s)", (role,))
+        fast.execute(f'REVOKE pg_read_all_data FROM "{role}"')
+        fast.execute(f'DROP ROLE "{role}"')
