@@ -31,11 +31,16 @@ def drop_advice(tables: list[Table], idx_scans: dict[int, int], window_s: float,
     out: list[DropAdvice] = []
     for t in tables:
         chosen: set[int] = set()
+        # The index a duplicate or prefix defers to serves their queries: it must not
+        # go as unused in the same breath (a chain of duplicates and prefixes ends in it).
+        kept: set[int] = set()
 
-        def add(ix: ExistingIndex, reason: str, detail: str) -> None:
+        def add(ix: ExistingIndex, reason: str, detail: str, keep: ExistingIndex | None = None) -> None:
             if ix.oid not in chosen:
                 chosen.add(ix.oid)
                 out.append(DropAdvice(t, ix, reason, detail))
+                if keep is not None:
+                    kept.add(keep.oid)
 
         for ix in t.indexes:
             if not ix.valid and ix.constraint is None:
@@ -48,7 +53,7 @@ def drop_advice(tables: list[Table], idx_scans: dict[int, int], window_s: float,
             for other in valid:
                 if other.oid != ix.oid and other.signature == ix.signature and other.oid not in chosen \
                         and (_protected(other) or other.oid < ix.oid):
-                    add(ix, "duplicate", f"same definition as {other.name}")
+                    add(ix, "duplicate", f"same definition as {other.name}", other)
                     break
         for ix in valid:
             if not _protected(ix) and ix.oid not in chosen:
@@ -59,11 +64,11 @@ def drop_advice(tables: list[Table], idx_scans: dict[int, int], window_s: float,
                         continue
                     n = len(ix.keys)
                     if len(other.keys) > n and other.keys[:n] == ix.keys and _same_prefix_options(ix, other):
-                        add(ix, "prefix", f"its key is a prefix of {other.name}")
+                        add(ix, "prefix", f"its key is a prefix of {other.name}", other)
                         break
         if window_s >= unused_min_window_s:
             for ix in valid:
-                if ix.oid in chosen or _protected(ix) or _serves_fk(t, ix):
+                if ix.oid in chosen or ix.oid in kept or _protected(ix) or _serves_fk(t, ix):
                     continue
                 if idx_scans.get(ix.oid, None) == 0:
                     add(ix, "unused", f"0 scans in {window_s / 86400:.1f} days")

@@ -26,8 +26,15 @@ class WhatIf:
         self._used: dict[tuple, frozenset[str]] = {}
         self.last_used: frozenset[str] = frozenset()
         self._mode: str | None = None
-        rows = db.query("SELECT pg_catalog.current_setting('plan_cache_mode') AS m")
+        rows = db.query("SELECT pg_catalog.current_setting('plan_cache_mode') AS m, ("
+                        " SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension e"
+                        " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'hypopg') AS h")
         self._saved_mode = rows[0]["m"]
+        if rows[0]["h"] is None:
+            raise RuntimeError("extension hypopg is not installed in this database: CREATE EXTENSION hypopg")
+        # Schema-qualified: the workload's texts are planned under the application's
+        # search_path, where another function of the same name could come first.
+        self._hypopg = rows[0]["h"]
 
     # -- prepared statements -------------------------------------------------------
     def prepare(self, text: str) -> tuple[str, list[str]]:
@@ -98,7 +105,7 @@ class WhatIf:
         """Make exactly these hypothetical indexes (identity -> hypopg DDL) active."""
         for ident in list(self._active):
             if ident not in identities:
-                self.db.query("SELECT hypopg_drop_index($1::oid)", [self._hypo[ident][0]])
+                self.db.query(f"SELECT {self._hypopg}.hypopg_drop_index($1::oid)", [self._hypo[ident][0]])
                 self._active.discard(ident)
                 del self._hypo[ident]
         for ident, sql in identities.items():
@@ -106,10 +113,11 @@ class WhatIf:
                 try:
                     with self.db.subtransaction():
                         row = self.db.query("SELECT indexrelid::bigint AS oid, indexname AS name "
-                                            "FROM hypopg_create_index($1)", [sql])[0]
+                                            f"FROM {self._hypopg}.hypopg_create_index($1)", [sql])[0]
                 except Exception as e:  # noqa: BLE001 - e.g. an operator class the column type lacks
                     raise Unplannable(_first_line(e)) from None
-                size = self.db.query("SELECT hypopg_relation_size($1::oid)::bigint AS s", [row["oid"]])[0]["s"]
+                size = self.db.query(f"SELECT {self._hypopg}.hypopg_relation_size($1::oid)::bigint AS s",
+                                     [row["oid"]])[0]["s"]
                 self._hypo[ident] = (int(row["oid"]), row["name"], int(size))
                 self._active.add(ident)
                 self.hypo_created += 1
@@ -123,7 +131,7 @@ class WhatIf:
 
     def close(self) -> None:
         for ident in list(self._active):
-            self.db.query("SELECT hypopg_drop_index($1::oid)", [self._hypo[ident][0]])
+            self.db.query(f"SELECT {self._hypopg}.hypopg_drop_index($1::oid)", [self._hypo[ident][0]])
         self._active.clear()
         for name in self._prepared:
             self.db.query(f"DEALLOCATE {name}")

@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "extension"))
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 import sys
 
-from engine_helpers import ROOT
 
 from optischema_engine.db import PlpyDatabase
 
@@ -41,5 +41,5 @@ def test_plpy_adapter_prepares_once_per_sql_and_passes_text():
 def test_engine_imports_without_psycopg():
     code = ("import sys; sys.modules['psycopg'] = None; sys.path.insert(0, sys.argv[1]); "
             "import optischema_engine, optischema_engine.db; print('ok')")
-    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "extension")], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).resolve().parents[2] / "extension")], capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr

@@ -87,3 +87,10 @@ def test_drop_duplicates_prefixes_invalid_and_unused():
     long = {d.index.name: d.reason for d in drop_advice([t], scans, 30 * 86400.0, 86400.0)}
     assert long["t_c_idx"] == "unused"
     assert "t_fk_idx" not in long and "t_id_u" not in long and "t_pkey" not in long
+
+
+def test_the_index_a_prefix_defers_to_is_not_dropped_as_unused():
+    t = Table(1, "public", "t", 1000.0)
+    t.indexes = [ix(1, "t_email_idx", ["email"]), ix(2, "t_email_created_idx", ["email", "created"])]
+    advice = {d.index.name: d.reason for d in drop_advice([t], {1: 0, 2: 0}, 30 * 86400.0, 86400.0)}
+    assert advice == {"t_email_idx": "prefix"}
