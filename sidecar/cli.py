@@ -39,8 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--poll-interval", type=float, help="seconds between polls when no NOTIFY arrives (default 5)")
     p.add_argument("--lease", type=float, help="seconds a job stays claimed without a heartbeat (default 60)")
     p.add_argument("--heartbeat-interval", type=float, help="seconds between heartbeats (default 10)")
+    p.add_argument("--schedule", dest="schedule", action="store_const", const=True,
+                   help="queue the scheduled snapshot/recommend/purge jobs (the default)")
     p.add_argument("--no-schedule", dest="schedule", action="store_const", const=False,
-                   help="do not queue scheduled snapshot/recommend/purge jobs (another sidecar or pg_cron does)")
+                   help="do not queue scheduled jobs (pg_cron does, or only other sidecars should)")
     p.add_argument("--schedule-tick", type=float, help="seconds between checks for due scheduled jobs (default 30)")
     p.add_argument("--metrics-host", help="address of /metrics and /healthz (default 127.0.0.1)")
     p.add_argument("--metrics-port", type=int, help="port of /metrics and /healthz; 0 turns them off (default 9187)")

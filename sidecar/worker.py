@@ -125,7 +125,7 @@ class DatabaseRunner:
 
     def _listen(self) -> None:
         conn = _Connection(self.dsn, self.settings, "listen", self.stop)
-        while (c := conn.get()) is not None:
+        while not self.stop.is_set() and (c := conn.get()) is not None:
             try:
                 c.execute("LISTEN optischema_jobs")
                 self.wakeup.notify()  # jobs queued while we were not listening
@@ -139,7 +139,7 @@ class DatabaseRunner:
 
     def _heartbeat(self) -> None:
         conn = _Connection(self.dsn, self.settings, "heartbeat", self.stop)
-        while (c := conn.get()) is not None:
+        while not self.stop.is_set() and (c := conn.get()) is not None:
             try:
                 queue.heartbeat(c, self.settings.worker_id, self.settings.lease)
                 self.health.beat(self.database, True)
