@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 
+from ..queue import JobError
 from . import audit, check_config, check_index, check_rewrite, client, config, prompt, store
 from .context import Target, load, targets
 from .models import ConfigProposal, ExplanationProposal, IndexProposal, Proposal, RewriteProposal
@@ -22,10 +23,11 @@ def _subject(job: dict) -> audit.Subject:
     payload = job.get("payload") or {}
     scope = payload.get("scope", "query")
     if scope not in ("query", "workload"):
-        raise ValueError(f"llm_analysis payload scope must be 'query' or 'workload', got {scope!r}")
+        raise JobError(f"llm_analysis payload scope must be 'query' or 'workload', got {scope!r}", retry=False)
     queryid = payload.get("queryid")
-    if scope == "query" and queryid is None:
-        raise ValueError("llm_analysis payload needs a queryid for scope 'query'")
+    if scope == "query" and not str(queryid).lstrip("-").isdigit():
+        raise JobError(f"llm_analysis payload needs a numeric queryid for scope 'query', got {queryid!r}",
+                       retry=False)
     return audit.Subject(job.get("id"), scope, int(queryid) if scope == "query" else None)
 
 
@@ -44,9 +46,11 @@ def _apply(conn: psycopg.Connection, call_id: int, subject: audit.Subject, p: Pr
     """Validates one proposal and records it; returns its line of the job result."""
     rec_id = None
     if isinstance(p, ExplanationProposal):
-        explained = store.explain_advisor(conn, [t.queryid for t in found], p.explanation)
+        # a workload-wide explanation is about no single statement's recommendation
+        explained = store.explain_advisor(conn, [t.queryid for t in found], p.explanation) \
+            if subject.scope == "query" else []
         verdict = Verdict(True, f"explanation added to advisor recommendations {explained}" if explained
-                          else "explanation recorded (no advisor recommendation without one)")
+                          else "explanation recorded")
     else:
         verdict = _verdict(conn, p, found, cfg)
         if verdict.draft is not None:

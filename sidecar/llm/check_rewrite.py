@@ -21,10 +21,9 @@ from .models import RewriteProposal
 from .verdict import Draft, Rejected, Verdict, rejected
 
 PARAMETER_SETS = 3
-# Statement words a read-only SELECT has no use for; refused before anything is prepared.
-FORBIDDEN = frozenset("""insert update delete merge into copy call do truncate drop alter create grant revoke
-lock listen notify unlisten set reset vacuum analyze prepare execute deallocate begin commit rollback
-savepoint release discard load import refresh cluster reindex comment security""".split())
+# Words of data-changing statements (a data-modifying CTE, SELECT INTO): refused before
+# anything is prepared. The READ ONLY transaction and the plan check stand behind this.
+FORBIDDEN = frozenset("insert update delete merge into copy truncate drop alter create grant revoke".split())
 # Words that precede '(' without being a function call.
 SYNTAX = frozenset("""in exists any all some values over filter within as using on lateral not and or cast row
 array when then else select from where join case extract interval numeric decimal varchar char character

@@ -17,6 +17,7 @@ import openai
 import psycopg
 from pydantic import ValidationError
 
+from ..queue import JobError
 from . import audit
 from .config import LLMConfig
 from .models import Analysis, response_format
@@ -25,9 +26,12 @@ MAX_BACKOFF_S = 30.0
 MAX_RETRY_AFTER_S = 120.0
 
 
-class LLMUnavailable(RuntimeError):
-    """No usable answer this time (timeouts, rate limits, server or connection errors):
-    the job fails this attempt and the queue retries it later."""
+class LLMUnavailable(JobError):
+    """No usable answer this time (timeouts, rate limits, server or connection errors, no
+    free slot): the job fails this attempt and the queue retries it with its backoff."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry=True)
 
 
 @dataclass(frozen=True)
@@ -75,56 +79,73 @@ def _payload(model: str, messages: list[dict]) -> bytes:
                       sort_keys=True, separators=(",", ":")).encode()
 
 
+@dataclass(frozen=True)
+class _Attempt:
+    """What one HTTP request gave, before anything is recorded."""
+    outcome: str                    # an llm_calls outcome
+    latency_ms: float
+    http_status: int | None = None
+    error: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    analysis: Analysis | None = None
+    retry_after: float | None = None
+    retryable: bool = True
+
+
+def _attempt(client: openai.OpenAI, cfg: LLMConfig, messages: list[dict]) -> _Attempt:
+    t0 = time.monotonic()
+    try:
+        resp = client.chat.completions.create(model=cfg.model, messages=messages,
+                                              response_format=response_format(), timeout=cfg.timeout_s)
+    except openai.APITimeoutError:
+        return _Attempt("timeout", _ms(t0), error=f"no answer within {cfg.timeout_s:g}s (llm_timeout)")
+    except openai.RateLimitError as e:
+        return _Attempt("rate_limited", _ms(t0), 429, f"rate limited (429): {e.message}",
+                        retry_after=_retry_after(e.response))
+    except openai.APIConnectionError as e:
+        return _Attempt("connection_error", _ms(t0), error=f"connection failed: {e.message}")
+    except openai.APIStatusError as e:
+        # other 4xx: the request or the credentials are wrong, and retrying cannot help
+        return _Attempt("http_error", _ms(t0), e.status_code, f"HTTP {e.status_code}: {e.message}",
+                        retryable=e.status_code >= 500 or e.status_code in (408, 409))
+    tokens = {"tokens_in": resp.usage.prompt_tokens if resp.usage else 0,
+              "tokens_out": resp.usage.completion_tokens if resp.usage else 0}
+    content = resp.choices[0].message.content if resp.choices else None
+    try:
+        analysis = Analysis.model_validate_json(content or "")
+    except ValidationError as e:
+        error = "answer does not match the schema: " + "; ".join(
+            f"{'.'.join(map(str, err['loc'])) or 'answer'}: {err['msg']}" for err in e.errors()[:5])
+        return _Attempt("invalid_answer", _ms(t0), 200, error, retryable=False, **tokens)
+    return _Attempt("ok", _ms(t0), 200, analysis=analysis, **tokens)
+
+
 def complete(conn: psycopg.Connection, client: openai.OpenAI, cfg: LLMConfig,
              subject: audit.Subject, messages: list[dict]) -> Reply:
+    """Asks until an answer (valid or not) arrives, the budget is spent or retries run out.
+    An invalid answer is not retried: the same prompt would spend the same tokens again."""
     body = _payload(cfg.model, messages)
     digest, size = hashlib.sha256(body).hexdigest(), len(body)
-    last_error = ""
+    a: _Attempt | None = None
     for attempt in range(1, cfg.max_retries + 2):
-        def rec(outcome: str, **kw) -> int:
-            return audit.record(conn, subject, audit.CallRecord(cfg.model, attempt, digest, size, outcome, **kw))
-
         used = audit.tokens_last_hour(conn)
         if used >= cfg.tokens_per_hour:
             error = f"token budget spent: {used} of {cfg.tokens_per_hour} tokens in the last hour (llm_tokens_per_hour)"
-            return Reply(rec("budget_exceeded", error=error), "budget_exceeded", None, error)
-
-        t0 = time.monotonic()
-        wait: float | None = None
-        try:
-            resp = client.chat.completions.create(model=cfg.model, messages=messages,
-                                                  response_format=response_format(), timeout=cfg.timeout_s)
-        except openai.APITimeoutError:
-            last_error = f"no answer within {cfg.timeout_s:g}s (llm_timeout)"
-            rec("timeout", latency_ms=_ms(t0), error=last_error)
-        except openai.RateLimitError as e:
-            last_error = f"rate limited (429): {e.message}"
-            wait = _retry_after(e.response)
-            rec("rate_limited", latency_ms=_ms(t0), http_status=429, error=last_error)
-        except openai.APIConnectionError as e:
-            last_error = f"connection failed: {e.message}"
-            rec("connection_error", latency_ms=_ms(t0), error=last_error)
-        except openai.APIStatusError as e:
-            last_error = f"HTTP {e.status_code}: {e.message}"
-            rec("http_error", latency_ms=_ms(t0), http_status=e.status_code, error=last_error)
-            if e.status_code < 500 and e.status_code not in (408, 409):
-                raise LLMUnavailable(last_error) from None    # our request is wrong: retrying cannot help
-        else:
-            usage = resp.usage
-            tokens = {"tokens_in": usage.prompt_tokens if usage else 0,
-                      "tokens_out": usage.completion_tokens if usage else 0}
-            content = resp.choices[0].message.content if resp.choices else None
-            try:
-                analysis = Analysis.model_validate_json(content or "")
-            except ValidationError as e:
-                error = "answer does not match the schema: " + "; ".join(
-                    f"{'.'.join(map(str, err['loc'])) or 'answer'}: {err['msg']}" for err in e.errors()[:5])
-                return Reply(rec("invalid_answer", latency_ms=_ms(t0), http_status=200, error=error, **tokens),
-                             "invalid_answer", None, error)
-            return Reply(rec("ok", latency_ms=_ms(t0), http_status=200, **tokens), "ok", analysis)
+            call_id = audit.record(conn, subject, audit.CallRecord(cfg.model, attempt, digest, size,
+                                                                   "budget_exceeded", error=error))
+            return Reply(call_id, "budget_exceeded", None, error)
+        a = _attempt(client, cfg, messages)
+        call_id = audit.record(conn, subject, audit.CallRecord(
+            cfg.model, attempt, digest, size, a.outcome, a.tokens_in, a.tokens_out, a.latency_ms, a.http_status,
+            a.error))
+        if a.outcome in ("ok", "invalid_answer"):
+            return Reply(call_id, a.outcome, a.analysis, a.error)
+        if not a.retryable:
+            raise JobError(a.error or a.outcome, retry=False)
         if attempt <= cfg.max_retries:
-            time.sleep(min(wait, MAX_RETRY_AFTER_S) if wait is not None else _backoff(attempt))
-    raise LLMUnavailable(f"{last_error} (after {cfg.max_retries + 1} attempts)")
+            time.sleep(min(a.retry_after, MAX_RETRY_AFTER_S) if a.retry_after is not None else _backoff(attempt))
+    raise LLMUnavailable(f"{a.error} (after {cfg.max_retries + 1} attempts)")
 
 
 def _ms(t0: float) -> float:

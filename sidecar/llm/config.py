@@ -11,8 +11,6 @@ _SQL = """
 SELECT key, value FROM optischema.settings
 WHERE key IN ('llm_enabled', 'llm_model', 'llm_max_concurrent', 'llm_tokens_per_hour', 'llm_timeout',
               'llm_max_retries', 'llm_check_timeout', 'min_cost_reduction')"""
-# The advisor's own threshold when its setting key is not installed.
-DEFAULT_MIN_COST_REDUCTION = 0.2
 
 
 @dataclass(frozen=True)
@@ -47,7 +45,7 @@ def load(conn: psycopg.Connection, sidecar_settings: Any = None) -> LLMConfig:
         timeout_s=_seconds(conn, values["llm_timeout"]),
         max_retries=int(values["llm_max_retries"]),
         check_timeout_ms=int(1000 * _seconds(conn, values["llm_check_timeout"])),
-        min_cost_reduction=float(values.get("min_cost_reduction", DEFAULT_MIN_COST_REDUCTION)),
+        min_cost_reduction=float(values["min_cost_reduction"]),     # the advisor's threshold, shared
     )
 
 

@@ -14,8 +14,9 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from ..queue import JobError
+
 from .analysis import SKIP_NO_ENDPOINT, run_analysis
-from .client import LLMUnavailable
 from .config import endpoint_configured
 
 LEASE = timedelta(minutes=5)
@@ -48,8 +49,8 @@ def run_once(dsn: str, n: int = 3) -> list[dict]:
             print(f"\nanalysis {job['id']}: {job['payload']}")
             try:
                 result = run_analysis(conn, job, None)
-            except LLMUnavailable as e:
-                conn.execute("SELECT optischema._fail_job(%s, %s, %s)", (job["id"], worker, str(e)))
+            except JobError as e:
+                conn.execute("SELECT optischema._fail_job(%s, %s, %s, %s)", (job["id"], worker, str(e), e.retry))
                 result = {"status": "failed", "reason": str(e)}
             else:
                 conn.execute("SELECT optischema._complete_job(%s, %s, %s)", (job["id"], worker, Jsonb(result)))
