@@ -37,7 +37,7 @@ def _verdict(conn: psycopg.Connection, p: Proposal, found: list[Target], cfg: co
     if isinstance(p, RewriteProposal):
         return check_rewrite.check(conn, p, found, cfg.check_timeout_ms)
     if isinstance(p, ConfigProposal):
-        return check_config.check(conn, p, [t.queryid for t in found])
+        return check_config.check(conn, p, found)
     raise TypeError(type(p).__name__)
 
 

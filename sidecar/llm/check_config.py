@@ -7,15 +7,20 @@ import re
 
 import psycopg
 from psycopg.rows import dict_row
+from optischema_engine.db import PsycopgDatabase
 from optischema_engine.ddl import quote_ident
-from optischema_engine.sqltext import quote_literal
+from optischema_engine.sqltext import quote_literal, single_statement
+from optischema_engine.whatif import Unplannable, WhatIf
 
+from .context import Target
 from .models import ConfigProposal
 from .verdict import Draft, Rejected, Verdict, rejected
 
 # Only performance knobs: never commands, paths, libraries, durability or security.
 TUNABLE_CATEGORIES = ("Query Tuning", "Resource Usage / Memory", "Resource Usage / Asynchronous Behavior",
                       "Autovacuum", "Write-Ahead Log / Checkpoints")
+# Settings whose effect on plans a session can preview (SET LOCAL, rolled back).
+PREVIEWABLE_CATEGORIES = ("Query Tuning", "Resource Usage / Memory")
 _MEMORY = {"B": 1, "kB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3, "TB": 1024 ** 4}
 _TIME = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
 _NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
@@ -73,7 +78,39 @@ def _ddl(conn: psycopg.Connection, name: str, value: str, scope: str) -> tuple[s
             f"ALTER DATABASE {db} RESET {quote_ident(name)}")
 
 
-def check(conn: psycopg.Connection, p: ConfigProposal, queryids: list[int]) -> Verdict:
+def _plan_costs(conn: psycopg.Connection, targets: list[Target], setting: tuple[str, str] | None) -> dict[int, float]:
+    """Generic-plan cost of each target, with the setting changed for this transaction only."""
+    costs: dict[int, float] = {}
+    with conn.transaction(force_rollback=True):
+        if setting:
+            conn.execute("SELECT pg_catalog.set_config(%s, %s, true)", setting)
+        wi = WhatIf(PsycopgDatabase(conn))
+        try:
+            for t in targets:
+                if single_statement(t.query):
+                    continue
+                try:
+                    name, types = wi.prepare(t.query)
+                    costs[t.queryid] = wi.cost(name, t.query, [], len(types))[0]
+                except Unplannable:
+                    continue
+        finally:
+            wi.close()
+    return costs
+
+
+def _preview(conn: psycopg.Connection, s: dict, value: str, targets: list[Target]) -> list[dict]:
+    """The planner's estimates before and after, for settings a session may change. They are
+    evidence, not a gate: cost constants such as random_page_cost change the scale itself."""
+    if s["context"] != "user" or not s["category"].startswith(PREVIEWABLE_CATEGORIES):
+        return []
+    before = _plan_costs(conn, targets, None)
+    after = _plan_costs(conn, targets, (s["name"], value))
+    return [{"queryid": q, "cost_before": round(before[q], 2), "cost_after": round(after[q], 2)}
+            for q in before if q in after]
+
+
+def check(conn: psycopg.Connection, p: ConfigProposal, targets: list[Target]) -> Verdict:
     try:
         with conn.cursor(row_factory=dict_row) as cur:
             cur.execute(_SETTING_SQL, (p.name.strip().lower(),))
@@ -102,7 +139,11 @@ def check(conn: psycopg.Connection, p: ConfigProposal, queryids: list[int]) -> V
                 "category": s["category"]}
     title = (f"Set {s['name']} = {value} ({'server' if p.scope == 'system' else 'database ' + conn.info.dbname}"
              f"; now {s['shown']}{'; restart required' if restart else ''})")
+    estimates = _preview(conn, s, value, targets)
+    benefit = {"planner_estimates": estimates,
+               "note": "planner cost estimates of the analysed statements with the new value (SET LOCAL, rolled "
+                       "back); a setting changes every plan, so measure after applying" if estimates
+                       else "not previewed: this setting cannot be changed for one session"}
     draft = Draft(kind="config", key=f"config:{p.scope}:{s['name']}", title=title, ddl=ddl, rollback_ddl=rollback,
-                  queryids=queryids, benefit={"note": "not what-if checked: settings change plans globally"},
-                  evidence=evidence, score=0.0)
+                  queryids=[t.queryid for t in targets], benefit=benefit, evidence=evidence, score=0.0)
     return Verdict(True, f"valid {s['vartype']} value for {s['name']} (context {s['context']})", evidence, draft)

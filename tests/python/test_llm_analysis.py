@@ -99,6 +99,10 @@ def test_good_proposals_become_verified_recommendations(fast: psycopg.Connection
                        "Each call scans all 60000 orders to find about 30.")
     assert recs[1][:3] == ("config", f"ALTER DATABASE {fast.info.dbname} SET work_mem = '64MB'",
                            f"ALTER DATABASE {fast.info.dbname} RESET work_mem")
+    estimates = fast.execute("SELECT benefit -> 'planner_estimates' FROM optischema.recommendations"
+                             " WHERE kind = 'config'").fetchone()[0]
+    assert [e["queryid"] for e in estimates] == [ids["by_customer"]] and estimates[0]["cost_before"] > 0
+    assert fast.execute("SHOW work_mem").fetchone()[0] == "4MB"        # the preview was rolled back
     title, benefit, evidence, queryids = fast.execute(
         "SELECT title, benefit, evidence, queryids FROM optischema.recommendations WHERE kind = 'create_index'").fetchone()
     assert title.startswith("Index orders(customer_id) for 1 query") and queryids == [ids["by_customer"]]
