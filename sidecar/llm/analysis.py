@@ -1,8 +1,9 @@
 """The 'llm_analysis' job: context -> prompt -> model -> validated proposals -> recommendations.
 
-The job loop calls run_analysis(conn, job, settings). Transient failures (timeouts, rate
-limits, no free slot) raise LLMUnavailable so that the queue retries the job later; every
-request is audited in optischema.llm_calls before anything else can go wrong."""
+The job loop calls run_analysis(conn, job, settings) on an autocommit connection. Transient
+failures (timeouts, rate limits, no free slot) raise LLMUnavailable so that the queue retries
+the job later; a bad payload or a refused request raises JobError(retry=False). Every request
+is audited in optischema.llm_calls before anything else can go wrong."""
 from __future__ import annotations
 
 from typing import Any
@@ -52,7 +53,11 @@ def _apply(conn: psycopg.Connection, call_id: int, subject: audit.Subject, p: Pr
         verdict = Verdict(True, f"explanation added to advisor recommendations {explained}" if explained
                           else "explanation recorded")
     else:
-        verdict = _verdict(conn, p, found, cfg)
+        try:
+            with conn.transaction():        # a check that breaks undoes only itself
+                verdict = _verdict(conn, p, found, cfg)
+        except psycopg.Error as e:
+            verdict = Verdict(False, f"could not be checked: {str(e).strip().splitlines()[0]}")
         if verdict.draft is not None:
             rec_id, written = store.recommend(conn, verdict.draft, p.explanation)
             if not written:

@@ -1,4 +1,4 @@
-"""The answer schema and the prompt, without a database."""
+"""The answer schema, the prompt and Retry-After parsing, without a database."""
 from __future__ import annotations
 
 import json
@@ -6,6 +6,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from optischema_sidecar.llm.client import _retry_after
 from optischema_sidecar.llm.models import Analysis, IndexProposal, response_format
 from optischema_sidecar.llm.prompt import CLOSE, OPEN, messages
 
@@ -37,3 +38,15 @@ def test_context_is_delimited_data_that_cannot_close_its_delimiter() -> None:
     assert user["content"].count(CLOSE) == 1 and user["content"].count(OPEN) == 1
     body = user["content"].split(OPEN, 1)[1].rsplit(CLOSE, 1)[0]
     assert json.loads(body) == context                  # the escaping is plain JSON: nothing is lost
+
+
+class _Response:
+    def __init__(self, headers: dict[str, str]) -> None:
+        self.headers = headers
+
+
+@pytest.mark.parametrize("headers, seconds", [
+    ({"retry-after": "3"}, 3.0), ({"retry-after-ms": "1500"}, 1.5), ({"retry-after": "soon"}, None),
+    ({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0), ({}, None)])
+def test_retry_after_forms(headers: dict[str, str], seconds: float | None) -> None:
+    assert _retry_after(_Response(headers)) == seconds
