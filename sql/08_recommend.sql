@@ -156,7 +156,8 @@ BEGIN
     PERFORM optischema._hypopg_schema();
     -- One analysis at a time: two would write the same recommendations.
     PERFORM optischema._xact_lock('recommend');
-    v_to := optischema._refresh_snapshot();
+    -- The analysis covers the workload up to now, not up to the last scheduled snapshot.
+    v_to := optischema.snapshot();
     v_from := optischema._snapshot_before(now() - optischema.setting('analysis_window')::interval);
     INSERT INTO optischema.analyses (from_snapshot, to_snapshot) VALUES (v_from, v_to) RETURNING id INTO v_analysis;
 
