@@ -64,6 +64,10 @@ def apply(conn: psycopg.Connection, job: Job, settings: Settings) -> dict[str, A
     return result
 
 
+def rollback(conn: psycopg.Connection, job: Job, settings: Settings) -> dict[str, Any]:
+    return executor.run_change(conn, job)
+
+
 def check_plans(conn: psycopg.Connection, job: Job, settings: Settings) -> dict[str, Any]:
     """The 'verify' job: the plan check of a change applied from psql (optischema.applied())."""
     return verify.plan_check(conn, _change_id(job))
@@ -81,7 +85,7 @@ def llm_analysis(conn: psycopg.Connection, job: Job, settings: Settings) -> dict
 
 HANDLERS: dict[str, Handler] = {
     "apply": apply,
-    "rollback": executor.run_change,
+    "rollback": rollback,
     "verify": check_plans,
     "snapshot": snapshot,
     "recommend": recommend,

@@ -99,10 +99,7 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
     UPDATE optischema.jobs j SET status = 'cancelled', finished_at = now() WHERE j.id = cancel_job.id;
-    IF v_job.kind IN ('apply', 'rollback') THEN
-        PERFORM optischema._finish_change((v_job.payload->>'change_id')::bigint, 'cancelled',
-                                          'its job was cancelled by ' || optischema._caller());
-    END IF;
+    PERFORM optischema._job_ended(v_job, 'cancelled');
 END
 $$;
 
@@ -115,16 +112,21 @@ RETURNS SETOF optischema.jobs
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_n bigint;
 BEGIN
     IF worker IS NULL OR lease IS NULL OR lease <= interval '0' THEN
         RAISE EXCEPTION 'worker and a positive lease are required'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    UPDATE optischema.jobs j
-    SET status = 'failed', finished_at = now(), lease_expires_at = NULL,
-        error = format('lease expired on attempt %s of %s (sidecar %s stopped while running it)',
-                       j.attempts, j.max_attempts, j.worker_id)
-    WHERE j.status = 'running' AND j.lease_expires_at < now() AND j.attempts >= j.max_attempts;
+    WITH gone AS (
+        UPDATE optischema.jobs j
+        SET status = 'failed', finished_at = now(), lease_expires_at = NULL,
+            error = format('lease expired on attempt %s of %s (sidecar %s stopped while running it)',
+                           j.attempts, j.max_attempts, j.worker_id)
+        WHERE j.status = 'running' AND j.lease_expires_at < now() AND j.attempts >= j.max_attempts
+        RETURNING j.*)
+    SELECT count(optischema._job_ended(g, 'failed')) INTO STRICT v_n FROM gone g;
 
     RETURN QUERY
     WITH c AS (
@@ -162,17 +164,25 @@ $$;
 -- back to pending after an exponential backoff; otherwise it fails for good.
 -- Returns the job's new status, or NULL when it is no longer this worker's.
 CREATE FUNCTION optischema._fail_job(id bigint, worker text, error text, retry boolean DEFAULT true) RETURNS text
-LANGUAGE sql SECURITY DEFINER
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    UPDATE optischema.jobs j
-    SET status = CASE WHEN retry AND j.attempts < j.max_attempts THEN 'pending' ELSE 'failed' END,
-        run_after = now() + least(optischema.setting('job_backoff')::interval * power(2, greatest(j.attempts - 1, 0)),
+DECLARE
+    j optischema.jobs;
+BEGIN
+    UPDATE optischema.jobs x
+    SET status = CASE WHEN retry AND x.attempts < x.max_attempts THEN 'pending' ELSE 'failed' END,
+        run_after = now() + least(optischema.setting('job_backoff')::interval * power(2, greatest(x.attempts - 1, 0)),
                                   interval '1 hour'),
-        finished_at = CASE WHEN retry AND j.attempts < j.max_attempts THEN NULL ELSE now() END,
+        finished_at = CASE WHEN retry AND x.attempts < x.max_attempts THEN NULL ELSE now() END,
         error = _fail_job.error, lease_expires_at = NULL
-    WHERE j.id = _fail_job.id AND j.worker_id = worker AND j.status = 'running'
-    RETURNING j.status
+    WHERE x.id = _fail_job.id AND x.worker_id = worker AND x.status = 'running'
+    RETURNING x.* INTO j;
+    IF j.status = 'failed' THEN
+        PERFORM optischema._job_ended(j, 'failed');
+    END IF;
+    RETURN j.status;
+END
 $$;
 
 -- Gives a job back untouched (the sidecar is shutting down): the attempt does not count.

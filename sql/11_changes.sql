@@ -273,6 +273,25 @@ BEGIN
 END
 $$;
 
+-- A job failed for good or was cancelled (sql/10_jobs.sql): the apply or
+-- rollback change it never finished ends with it, so no recommendation stays
+-- "applying" forever.
+CREATE FUNCTION optischema._job_ended(p_job optischema.jobs, p_status text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_change bigint := CASE WHEN p_job.payload->>'change_id' ~ '^[0-9]{1,18}$' THEN (p_job.payload->>'change_id')::bigint END;
+BEGIN
+    IF p_job.kind IN ('apply', 'rollback') AND EXISTS (
+            SELECT 1 FROM optischema._changes c WHERE c.id = v_change AND c.status IN ('pending', 'running')) THEN
+        PERFORM optischema._finish_change(v_change, p_status,
+            CASE p_status WHEN 'cancelled' THEN format('job %s was cancelled by %s', p_job.id, optischema._caller())
+                          ELSE format('job %s failed: %s', p_job.id, p_job.error) END);
+    END IF;
+END
+$$;
+
 -- The sidecar's executor starts (or, after a crash, resumes) a change.
 -- Returns the change as it is; a finished change is returned unchanged.
 CREATE FUNCTION optischema._start_change(p_change bigint, p_worker text) RETURNS optischema._changes
@@ -561,7 +580,9 @@ DECLARE
     v_seen     boolean;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    IF pg_catalog.now() <> pg_catalog.statement_timestamp() THEN
+    -- Inside a transaction block that wrote (say, the apply() itself) the
+    -- sidecar could never see the change: say so instead of timing out.
+    IF pg_catalog.pg_current_xact_id_if_assigned() IS NOT NULL THEN
         RAISE EXCEPTION 'CALL optischema.wait() must run outside a transaction block'
             USING ERRCODE = 'active_sql_transaction',
                   HINT = 'COMMIT first (the sidecar cannot see an uncommitted apply()), then CALL optischema.wait(' || coalesce(change_id::text, 'NULL') || ');';

@@ -1,6 +1,6 @@
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(51);
+SELECT plan(54);
 
 CREATE TABLE public.t (a int, b int);
 INSERT INTO optischema._recommendations (key, kind, source, title, ddl, rollback_ddl, table_name, index_name, queryids) VALUES
@@ -90,11 +90,21 @@ SELECT lives_ok(format('SELECT optischema.cancel_job(%s)', (SELECT job_id FROM o
 SELECT is((SELECT outcome FROM optischema.changes WHERE id = :c6), 'cancelled', 'the change is cancelled');
 SELECT is((SELECT status FROM optischema._recommendations WHERE id = :evil), 'open', 'the recommendation is open again');
 
+-- a job that fails for good fails its change
+SELECT optischema.apply(:evil) AS c7 \gset
+UPDATE optischema.jobs SET status = 'running', worker_id = 'w9', attempts = 1
+WHERE id = (SELECT job_id FROM optischema._changes WHERE id = :c7);
+SELECT is(optischema._fail_job((SELECT job_id FROM optischema._changes WHERE id = :c7), 'w9', 'boom', false), 'failed', 'the job fails for good');
+SELECT results_eq(format('SELECT outcome, error FROM optischema.changes WHERE id = %s', :c7),
+    format('VALUES (%L, %L)', 'failed', format('job %s failed: boom', (SELECT job_id FROM optischema._changes WHERE id = :c7))),
+    'so does its change, saying why');
+SELECT is((SELECT status FROM optischema._recommendations WHERE id = :evil), 'failed', 'and the recommendation can be applied again');
+
 -- dismiss
 SELECT throws_ok(format('SELECT optischema.dismiss(%s, NULL)', :evil), '22004', NULL, 'a NULL reason');
 SELECT throws_ok(format('SELECT optischema.dismiss(%s, %L)', :evil, '  '), '22004', NULL, 'an empty reason');
 SELECT throws_ok($$SELECT optischema.dismiss(-1, 'x')$$, 'P0002', NULL, 'an unknown id');
-SELECT is((SELECT status FROM optischema._recommendations WHERE id = :evil), 'open', 'bad dismissals changed nothing');
+SELECT is((SELECT status FROM optischema._recommendations WHERE id = :evil), 'failed', 'bad dismissals changed nothing');
 SELECT lives_ok(format('SELECT optischema.dismiss(%s, %L)', :evil, 'writes matter more'), 'dismiss with a reason');
 SELECT results_eq(format('SELECT status, dismissed_reason FROM optischema.recommendations WHERE id = %s', :evil),
     $$VALUES ('dismissed', 'writes matter more')$$, 'dismissed, reason kept');
