@@ -14,6 +14,7 @@ from ..queue import JobError
 from . import audit, check_config, check_index, check_rewrite, client, config, prompt, store
 from .context import Target, load, targets
 from .models import ConfigProposal, ExplanationProposal, IndexProposal, Proposal, RewriteProposal
+from .session import own_prepared_statements
 from .slots import NoSlot, llm_slot
 from .verdict import Verdict
 
@@ -86,7 +87,7 @@ def run_analysis(conn: psycopg.Connection, job: dict, settings: Any = None) -> d
         raise client.LLMUnavailable(str(e)) from None
     if reply.analysis is None:
         return {"status": reply.outcome, "call_id": reply.call_id, "reason": reply.error}
-    with conn.transaction():
+    with own_prepared_statements(conn), conn.transaction():
         lines = [_apply(conn, reply.call_id, subject, p, found, cfg) for p in reply.analysis.proposals]
     return {"status": "ok", "call_id": reply.call_id, "model": cfg.model,
             "accepted": sum(1 for x in lines if x["accepted"]),

@@ -11,7 +11,7 @@ from optischema_engine.db import PsycopgDatabase
 from optischema_engine.sqltext import single_statement, tokens
 from optischema_engine.whatif import Unplannable, WhatIf
 
-from . import names
+from . import costing, names
 from .context import Target
 from .models import IndexProposal
 from .verdict import Draft, Rejected, Verdict, rejected
@@ -48,7 +48,7 @@ def candidate(db: PsycopgDatabase, catalog: Catalog, p: IndexProposal) -> tuple[
 
 
 def _what_if(db: PsycopgDatabase, c: Candidate, targets: list[Target]) -> tuple[list[dict], int]:
-    """Generic-plan cost of each target without and with the hypothetical index."""
+    """Cost of each target without and with the hypothetical index."""
     ident = c.identity()
     per_query: list[dict] = []
     wi = WhatIf(db)
@@ -60,15 +60,16 @@ def _what_if(db: PsycopgDatabase, c: Candidate, targets: list[Target]) -> tuple[
                 per_query.append({"queryid": t.queryid, "skipped": why})
                 continue
             try:
-                name, types = wi.prepare(t.query)
                 wi.activate({})
-                before, _ = wi.cost(name, t.query, [], len(types))
+                prepared = costing.prepare(db, wi, t)
+                before, _ = prepared.cost(wi, t.query)
                 wi.activate({ident: c.hypo_ddl()})
-                after, _ = wi.cost(name, t.query, [], len(types))
+                after, _ = prepared.cost(wi, t.query)
                 size = wi.size(ident)
                 per_query.append({"queryid": t.queryid, "calls": t.calls, "cost_before": round(before, 2),
                                   "cost_after": round(after, 2), "uses_index": wi.uses(ident),
-                                  "reduction_pct": round(100 * (1 - after / before), 1) if before else 0.0})
+                                  "reduction_pct": round(100 * (1 - after / before), 1) if before else 0.0,
+                                  "parameter_sets": len(prepared.samples) or "generic plan"})
             except Unplannable as e:
                 per_query.append({"queryid": t.queryid, "skipped": str(e)})
     finally:

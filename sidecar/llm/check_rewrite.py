@@ -9,18 +9,16 @@ import hashlib
 import uuid
 
 import psycopg
-from optischema_engine.catalog import Catalog
 from optischema_engine.db import PsycopgDatabase
-from optischema_engine.params import ValueSource, plan_params
-from optischema_engine.plans import facts, walk
-from optischema_engine.sqltext import limit_params, single_statement, tokens, verb
+from optischema_engine.plans import walk
+from optischema_engine.sqltext import single_statement, tokens, verb
 from optischema_engine.whatif import Unplannable, WhatIf
 
+from . import costing
 from .context import Target
 from .models import RewriteProposal
 from .verdict import Draft, Rejected, Verdict, rejected
 
-PARAMETER_SETS = 3
 # Words of data-changing statements (a data-modifying CTE, SELECT INTO): refused before
 # anything is prepared. The READ ONLY transaction and the plan check stand behind this.
 FORBIDDEN = frozenset("insert update delete merge into copy truncate drop alter create grant revoke".split())
@@ -62,35 +60,27 @@ def _lexical(original: str, rewrite: str) -> None:
         raise Rejected("the rewrite calls functions the original does not: " + ", ".join(sorted(foreign)))
 
 
-def _costs(db: PsycopgDatabase, target: Target, rewrite: str) -> tuple[float, float, list[list[str]], dict]:
-    """(original cost, rewrite cost, parameter sets, parameter sources), custom plans."""
+def _costs(db: PsycopgDatabase, target: Target, rewrite: str) -> tuple[float, float, costing.Prepared]:
+    """(original cost, rewrite cost, the original's parameter sets), with the same parameters."""
     wi = WhatIf(db)
     try:
         try:
-            oname, otypes = wi.prepare(target.query)
+            original = costing.prepare(db, wi, target)
         except Unplannable as e:
             raise Rejected(f"the original cannot be planned: {e}") from None
         try:
             rname, rtypes = wi.prepare(rewrite)
         except Unplannable as e:
             raise Rejected(f"the rewrite does not plan: {e}") from None
-        if rtypes != otypes:
-            raise Rejected(f"the rewrite's parameters {rtypes} differ from the original's {otypes}")
-        _, generic = wi.cost(oname, target.query, [], len(otypes))
-        f = facts(generic[0])
-        catalog = Catalog(db)
-        relids = {alias: t.oid for alias, rel in f.relations.items()
-                  if (t := catalog.table(rel.schema, rel.name)) is not None}
-        pp = plan_params(otypes, f, relids, limit_params(target.query), target.rows_per_call,
-                         ValueSource(db, [target.queryid], True), [target.queryid], PARAMETER_SETS)
-        if otypes and not pp.samples:
+        if rtypes != original.types:
+            raise Rejected(f"the rewrite's parameters {rtypes} differ from the original's {original.types}")
+        if original.types and not original.samples:
             raise Rejected("no representative parameter values to compare results with (no statistics)")
-        samples = pp.samples or [[]]
-        before, _ = wi.cost(oname, target.query, samples, len(otypes))
-        after, plans = wi.cost(rname, rewrite, samples, len(otypes))
+        before, _ = original.cost(wi, target.query)
+        after, plans = costing.Prepared(rname, rtypes, original.samples, original.sources).cost(wi, rewrite)
         if any(node.get("Node Type") == "ModifyTable" for p in plans for node in walk(p)):
             raise Rejected("the rewrite modifies data")
-        return before, after, samples, pp.source
+        return before, after, original
     finally:
         wi.close()
 
@@ -147,9 +137,10 @@ def check(conn: psycopg.Connection, p: RewriteProposal, targets: list[Target], t
         rewrite = _strip_comments(conn, p.sql)
         _lexical(target.query, rewrite)
         with conn.transaction():            # the what-if's SET LOCALs need one transaction
-            before, after, samples, sources = _costs(PsycopgDatabase(conn), target, rewrite)
+            before, after, original = _costs(PsycopgDatabase(conn), target, rewrite)
+        samples = original.samples or [[]]      # no parameters: one run says it all
         evidence = {"original": target.query, "cost_before": round(before, 2), "cost_after": round(after, 2),
-                    "parameter_sources": {str(k): v for k, v in sources.items()}}
+                    "parameter_sources": {str(k): v for k, v in original.sources.items()}}
         if after >= before:
             raise Rejected(f"the rewrite does not cost less (original {before:g}, rewrite {after:g})", evidence)
         evidence["runs"] = _same_results(conn, target.query, rewrite, samples, timeout_ms)

@@ -355,6 +355,9 @@ def test_utility_and_unknown_statements_are_skipped(fast: psycopg.Connection, fa
 
 
 def test_workload_analysis_sends_the_heaviest_statements(fast: psycopg.Connection, fake_llm: FakeLLM) -> None:
+    """Also the regression test of psycopg's DEALLOCATE ALL after a rollback: seed_workload runs
+    statements 5 times (psycopg prepares them), and the data-load INSERTs fail to PREPARE
+    inside the what-if (a ROLLBACK TO SAVEPOINT) between the other statements' checks."""
     ids = seed_workload(fast)
     fake_llm.script(answer({"proposals": [
         {"kind": "config", "name": "random_page_cost", "value": "1.1", "scope": "system", "explanation": "SSD"},

@@ -1,0 +1,44 @@
+"""Costing a statement the way the advisor does: custom plans for representative parameter
+values (the engine's plan_params: pg_qualstats, else pg_stats), the generic plan when there
+are none. Costs are planner estimates of PREPAREd text; nothing is executed."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from optischema_engine.catalog import Catalog
+from optischema_engine.db import PsycopgDatabase
+from optischema_engine.params import ValueSource, plan_params
+from optischema_engine.plans import facts
+from optischema_engine.sqltext import limit_params
+from optischema_engine.whatif import WhatIf
+
+from .context import Target
+
+PARAMETER_SETS = 3
+
+
+@dataclass(frozen=True)
+class Prepared:
+    name: str                       # prepared statement to cost (WhatIf.cost)
+    types: list[str]                # its parameter types
+    samples: list[list[str]]        # argument lists (SQL literals); empty: generic plan
+    sources: dict[int, str]         # where each parameter's values came from
+
+    def cost(self, wi: WhatIf, text: str) -> tuple[float, list[dict]]:
+        return wi.cost(self.name, text, self.samples, len(self.types))
+
+
+def prepare(db: PsycopgDatabase, wi: WhatIf, target: Target) -> Prepared:
+    """Raises Unplannable when the text cannot be planned."""
+    # The generic plan says which column each parameter is compared with. It is read from
+    # its own prepared statement: WhatIf caches one cost per statement and index set.
+    generic_name, types = wi.prepare(target.query)
+    _, generic = wi.cost(generic_name, target.query, [], len(types))
+    f = facts(generic[0])
+    catalog = Catalog(db)
+    relids = {alias: t.oid for alias, rel in f.relations.items()
+              if (t := catalog.table(rel.schema, rel.name)) is not None}
+    pp = plan_params(types, f, relids, limit_params(target.query), target.rows_per_call,
+                     ValueSource(db, [target.queryid], True), [target.queryid], PARAMETER_SETS)
+    name, _ = wi.prepare(target.query)
+    return Prepared(name, types, pp.samples, pp.source)
