@@ -44,7 +44,8 @@ def load(conn: psycopg.Connection, sidecar_settings: Any = None) -> LLMConfig:
         tokens_per_hour=int(values["llm_tokens_per_hour"]),
         timeout_s=_seconds(conn, values["llm_timeout"]),
         max_retries=int(values["llm_max_retries"]),
-        check_timeout_ms=int(1000 * _seconds(conn, values["llm_check_timeout"])),
+        # 0 would mean no statement_timeout at all: the equivalence runs always have one
+        check_timeout_ms=max(1, int(1000 * _seconds(conn, values["llm_check_timeout"]))),
         min_cost_reduction=float(values["min_cost_reduction"]),     # the advisor's threshold, shared
     )
 

@@ -139,6 +139,31 @@ def test_rewrite_is_accepted_only_with_same_results_and_lower_cost(fast: psycopg
     assert fast.execute("SHOW transaction_read_only").fetchone()[0] == "off"
 
 
+def test_equivalence_runs_are_bounded_by_statement_timeout(fast: psycopg.Connection, fake_llm: FakeLLM) -> None:
+    ids = seed_workload(fast)
+    fast.execute("SELECT optischema.set_setting('llm_check_timeout', '1 millisecond')")
+    fake_llm.script(answer({"proposals": [
+        {"kind": "rewrite", "queryid": str(ids["semi_join"]), "explanation": "x",
+         "sql": "SELECT o.id, o.total FROM orders o WHERE o.customer_id = $1"}]}))
+    run_analysis(fast, job(ids["semi_join"]), None)
+    (kind, accepted, reason), = proposals(fast)
+    assert not accepted and "exceeded statement_timeout (1 ms)" in reason
+    assert fast.execute("SHOW statement_timeout").fetchone()[0] == "0"
+
+
+def test_a_partial_index_is_rebuilt_from_its_column_and_constant(fast: psycopg.Connection,
+                                                                 fake_llm: FakeLLM) -> None:
+    ids = seed_workload(fast)
+    fake_llm.script(answer({"proposals": [
+        {"kind": "index", "table": "ORDERS", "columns": ["Status"], "method": "btree",
+         "where": "STATUS = 'open'", "include": [], "explanation": "Only open orders are counted often."}]}))
+    run_analysis(fast, job(ids["by_status"]), None)
+    assert llm_recs(fast)[0][1:3] == (
+        "CREATE INDEX CONCURRENTLY orders_status_where_status_open_idx ON public.orders USING btree (status)"
+        " WHERE status = 'open'",
+        "DROP INDEX CONCURRENTLY IF EXISTS public.orders_status_where_status_open_idx")
+
+
 def test_invalid_json_is_recorded_and_nothing_recommended(fast: psycopg.Connection, fake_llm: FakeLLM) -> None:
     ids = seed_workload(fast)
     fake_llm.script(answer("Sure! Here is my analysis: {not json"))
