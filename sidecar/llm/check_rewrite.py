@@ -29,8 +29,9 @@ varying timestamp time bit""".split())
 PURE = frozenset("""count sum avg min max coalesce nullif greatest least lower upper length abs round floor ceil
 date_trunc substring position trim btrim concat row_number rank dense_rank lag lead first_value last_value
 string_agg array_agg bool_and bool_or""".split())
-_HASH_SQL = ("SELECT count(*) AS n, pg_catalog.md5(coalesce(pg_catalog.string_agg(t::text, E'\\n' "
-             "ORDER BY t::text), '')) AS h FROM ({}) t")
+# The whole row, qualified: a bare alias would name an output column of the same name.
+_HASH_SQL = ("SELECT count(*) AS n, pg_catalog.md5(coalesce(pg_catalog.string_agg(ROW(optischema_r.*)::text, "
+             "E'\\n' ORDER BY ROW(optischema_r.*)::text), '')) AS h FROM ({}) optischema_r")
 
 
 def _called(sql: str) -> set[str]:
