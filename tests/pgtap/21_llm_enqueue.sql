@@ -1,6 +1,7 @@
--- optischema.enqueue_llm_analyses(): which statements get an LLM analysis job.
+-- optischema.enqueue_llm_analyses(): which statements get an LLM analysis job; and
+-- optischema.workload_context(), what the workload analysis sends, on the same workload.
 BEGIN;
-SELECT plan(13);
+SELECT plan(16);
 
 -- A known workload in the window, nothing else (the real capture is tested elsewhere).
 DELETE FROM optischema.query_stats;
@@ -31,6 +32,13 @@ VALUES ('create_index:test', 'create_index', 'advisor', 'test', '{9104}');
 CREATE TEMP VIEW llm_jobs AS
 SELECT (payload ->> 'queryid')::bigint AS queryid, payload ->> 'scope' AS scope
 FROM optischema.jobs WHERE kind = 'llm_analysis' AND status = 'pending';
+
+SELECT set_eq($$SELECT (s ->> 'queryid')::bigint FROM jsonb_array_elements(optischema.workload_context() -> 'heaviest_statements') s$$,
+              ARRAY[9101, 9102, 9104, 9106]::bigint[], 'workload_context() lists the statements, heaviest first');
+SELECT ok(position('hunter2' IN optischema.workload_context()::text) = 0 AND position('snapshot' IN optischema.workload_context()::text) = 0,
+          'but never a utility statement (a password) nor OptiSchema''s own');
+SELECT is((optischema.workload_context(1) -> 'heaviest_statements' -> 0 ->> 'queryid')::bigint, 9104::bigint,
+          'n limits it to the heaviest');
 
 SELECT is(optischema.enqueue_llm_analyses(2), 3, 'two statements and the workload are enqueued');
 SELECT set_eq($$SELECT queryid FROM llm_jobs WHERE scope = 'query'$$, ARRAY[9101, 9102]::bigint[],
