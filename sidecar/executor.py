@@ -126,15 +126,14 @@ def run_change(conn: psycopg.Connection, job: Job) -> dict[str, Any]:
 
     if change["status"] in ("succeeded", "cancelled"):
         return {"change_id": change_id, "outcome": change["status"], "note": "already finished"}
-    if change["status"] == "failed":
-        # A retry after a failed build whose INVALID index could not be dropped then.
-        _cleanup_or_retry(conn, schema, name, change["error"])
-        return {"change_id": change_id, "outcome": "failed", "cleanup": "done"}
-
     if job["attempts"] > 1 and (n := _terminate_orphans(conn, ddl)):
         log.warning("terminated backends of an earlier attempt", extra={"change_id": change_id, "backends": n})
     _set_timeouts(conn)
     try:
+        if change["status"] == "failed":
+            # A retry after a failed build whose INVALID index could not be dropped then.
+            _cleanup_or_retry(conn, schema, name, change["error"])
+            return {"change_id": change_id, "outcome": "failed", "cleanup": "done"}
         state = _index_valid(conn, schema, name)
         if op == "create" and state is True:
             _finish(conn, change_id, "succeeded", None, {"note": "the index already existed"}, 0.0)
