@@ -390,7 +390,7 @@ BEGIN
     SELECT * INTO w FROM optischema._llm_window();
     RETURN (
         WITH qw AS (
-            SELECT x.*, q.query
+            SELECT x.*, q.query, x.calls >= optischema.setting('min_calls')::bigint AS repeated
             FROM optischema._query_window(w.p_from, w.p_to) x
             JOIN optischema.queries q ON q.queryid = x.queryid
             WHERE NOT q.own AND NOT optischema._is_utility(q.query)
@@ -420,7 +420,8 @@ BEGIN
                            'temp_blks_written', h.temp_blks_written,
                            'cache_hit_pct', round((100.0 * h.blks_hit / nullif(h.blks_hit + h.blks_read, 0))::numeric, 2))
                        ORDER BY h.total_ms DESC)
-                FROM (SELECT * FROM qw ORDER BY qw.total_ms DESC, qw.queryid LIMIT n) h), '[]'),
+                -- one-off statements (data loads, reports) are not the workload to tune
+                FROM (SELECT * FROM qw WHERE qw.repeated ORDER BY qw.total_ms DESC, qw.queryid LIMIT n) h), '[]'),
             'settings', optischema._llm_settings())
         FROM tot);
 END
@@ -436,8 +437,8 @@ AS $$
 $$;
 
 -- Enqueues 'llm_analysis' jobs: the n heaviest statements of the analysis
--- window, those no open advisor recommendation covers first, and one for the
--- workload. Skips what is already pending or was analysed within
+-- window run at least min_calls times, those no open advisor recommendation
+-- covers first, and one for the workload. Skips what is already pending or was analysed within
 -- llm_reanalyze_after. Returns the number of jobs enqueued.
 CREATE FUNCTION optischema.enqueue_llm_analyses(n integer DEFAULT 5) RETURNS integer
 LANGUAGE plpgsql
@@ -465,6 +466,7 @@ BEGIN
         FROM optischema._query_window(w.p_from, w.p_to) x
         JOIN optischema.queries q ON q.queryid = x.queryid
         WHERE NOT q.own AND x.total_ms > 0 AND NOT optischema._is_utility(q.query)
+          AND x.calls >= optischema.setting('min_calls')::bigint      -- the advisor's bar: one-offs are no workload
           AND NOT EXISTS (SELECT 1 FROM optischema.jobs j
                           WHERE j.kind = 'llm_analysis' AND j.status IN ('pending', 'running')
                             AND j.payload ->> 'queryid' = x.queryid::text)

@@ -16,13 +16,14 @@ INSERT INTO optischema.queries (queryid, query, own, first_seen) VALUES
  (9103, 'CREATE ROLE r PASSWORD ''hunter2''', false, 1),
  (9104, 'SELECT * FROM t WHERE c = $1', false, 1),
  (9105, 'SELECT optischema.snapshot()', true, 1),
- (9106, 'SELECT 1', false, 1);
+ (9106, 'SELECT 1', false, 1),
+ (9107, 'SELECT * FROM t WHERE d = $1', false, 1);
 INSERT INTO optischema._query_state (queryid, last_snapshot_id, pgss_calls, pgss_total_ms, pgss_rows, pgss_blks_hit,
                                      pgss_blks_read, pgss_temp_blks, calls, total_ms, rows, blks_hit, blks_read,
                                      temp_blks_written)
 SELECT q, 1, c, ms, 0, 0, 0, 0, c, ms, 0, 0, 0, 0
 FROM (VALUES (9101, 10, 5000.0), (9102, 10, 4000.0), (9103, 1, 9000.0), (9104, 10, 8000.0),
-             (9105, 100, 10000.0), (9106, 10, 10.0)) v (q, c, ms);
+             (9105, 100, 10000.0), (9106, 10, 10.0), (9107, 1, 20000.0)) v (q, c, ms);
 INSERT INTO optischema.query_stats (queryid, calls, total_ms, rows, blks_hit, blks_read, temp_blks_written, snapshot_id)
 SELECT queryid, calls, total_ms, 0, 0, 0, 0, 1 FROM optischema._query_state;
 -- 9104 already has an advisor recommendation: it comes after the uncovered ones.
@@ -34,7 +35,7 @@ SELECT (payload ->> 'queryid')::bigint AS queryid, payload ->> 'scope' AS scope
 FROM optischema.jobs WHERE kind = 'llm_analysis' AND status = 'pending';
 
 SELECT set_eq($$SELECT (s ->> 'queryid')::bigint FROM jsonb_array_elements(optischema.workload_context() -> 'heaviest_statements') s$$,
-              ARRAY[9101, 9102, 9104, 9106]::bigint[], 'workload_context() lists the statements, heaviest first');
+              ARRAY[9101, 9102, 9104, 9106]::bigint[], 'workload_context() lists the repeated statements');
 SELECT ok(position('hunter2' IN optischema.workload_context()::text) = 0 AND position('snapshot' IN optischema.workload_context()::text) = 0,
           'but never a utility statement (a password) nor OptiSchema''s own');
 SELECT is((optischema.workload_context(1) -> 'heaviest_statements' -> 0 ->> 'queryid')::bigint, 9104::bigint,
@@ -48,8 +49,8 @@ SELECT is(optischema.enqueue_llm_analyses(2), 2, 'pending analyses are not enque
 SELECT set_eq($$SELECT queryid FROM llm_jobs WHERE scope = 'query'$$, ARRAY[9101, 9102, 9104, 9106]::bigint[],
               'then the covered and the light statements');
 SELECT is(optischema.enqueue_llm_analyses(10), 0, 'nothing is left to enqueue');
-SELECT is((SELECT count(*)::int FROM llm_jobs WHERE queryid IN (9103, 9105)), 0,
-          'utility statements and OptiSchema''s own are never analysed');
+SELECT is((SELECT count(*)::int FROM llm_jobs WHERE queryid IN (9103, 9105, 9107)), 0,
+          'utility statements, OptiSchema''s own and one-offs (fewer than min_calls calls) are never analysed');
 
 -- Analysed recently: skipped until llm_reanalyze_after has passed.
 UPDATE optischema.jobs SET status = 'done', finished_at = now();

@@ -19,6 +19,8 @@ STATEMENTS = {
     "by_customer": "SELECT * FROM orders WHERE customer_id = %s",
     "semi_join": "SELECT o.id, o.total FROM orders o WHERE o.customer_id IN (SELECT c.id FROM customers c WHERE c.id = %s)",
     "by_status": INJECTION + "SELECT count(*) FROM orders WHERE status = %s",
+    # pg_stat_statements turns its constants into untyped $1, $2: the normalized text cannot be PREPAREd
+    "series": "SELECT count(*) FROM generate_series(1, 3) g",
 }
 
 
@@ -36,10 +38,11 @@ def seed_workload(conn: psycopg.Connection) -> dict[str, int]:
         conn.execute(STATEMENTS["by_customer"], (i,))
         conn.execute(STATEMENTS["semi_join"], (i,))
         conn.execute(STATEMENTS["by_status"], ("open",))
+        conn.execute(STATEMENTS["series"])
     conn.execute("SELECT optischema.snapshot()")
     ids = {}
     for name, text in STATEMENTS.items():
-        pattern = text.replace("%s", "$1").replace(INJECTION, "")
+        pattern = text.replace("%s", "$1").replace(INJECTION, "").replace("(1, 3)", "($1, $2)")
         ids[name] = conn.execute("SELECT queryid FROM optischema.queries WHERE strpos(query, %s) > 0",
                                  (pattern,)).fetchone()[0]
     return ids
@@ -381,8 +384,8 @@ def test_utility_and_unknown_statements_are_skipped(fast: psycopg.Connection, fa
 
 def test_workload_analysis_sends_the_heaviest_statements(fast: psycopg.Connection, fake_llm: FakeLLM) -> None:
     """Also the regression test of psycopg's DEALLOCATE ALL after a rollback: seed_workload runs
-    statements 5 times (psycopg prepares them), and the data-load INSERTs fail to PREPARE
-    inside the what-if (a ROLLBACK TO SAVEPOINT) between the other statements' checks."""
+    statements 5 times (psycopg prepares them), and the 'series' statement fails to PREPARE
+    inside the what-if (a ROLLBACK TO SAVEPOINT) after the other statements' checks."""
     ids = seed_workload(fast)
     fake_llm.script(answer({"proposals": [
         {"kind": "config", "name": "random_page_cost", "value": "1.1", "scope": "system", "explanation": "SSD"},
@@ -393,6 +396,8 @@ def test_workload_analysis_sends_the_heaviest_statements(fast: psycopg.Connectio
     assert result["accepted"] == 2, result
     user = fake_llm.requests[0].body["messages"][1]["content"]
     assert "heaviest_statements" in user and "ignore all previous" not in user
+    assert "INSERT INTO orders" not in user            # the one-off data load is not the workload
+    assert str(ids["series"]) in user
     ddl, queryids = fast.execute("SELECT ddl, queryids FROM optischema._recommendations"
                                  " WHERE kind = 'create_index'").fetchone()
     assert ddl.endswith("USING btree (customer_id) INCLUDE (total)")

@@ -12,17 +12,15 @@ from optischema_sidecar.llm.demo import run_once
 def test_run_once_analyses_through_the_queue(conn: psycopg.Connection, db_dsn: str, fake_llm: FakeLLM,
                                             capsys: pytest.CaptureFixture) -> None:
     seed_workload(conn)
-    fake_llm.script(answer({"proposals": [
-        {"kind": "index", "table": "orders", "columns": ["customer_id"], "method": "btree", "where": None,
-         "include": [], "explanation": "Reads every order."}]}), answer({"proposals": []}))
+    fake_llm.script(answer({"proposals": [{"kind": "explanation", "explanation": "Reads every order."}]}),
+                    answer({"proposals": []}))
     results = run_once(db_dsn, 1)
 
     assert [r["status"] for r in results] == ["ok", "ok"]
     assert conn.execute("SELECT count(*) FROM optischema.jobs WHERE kind = 'llm_analysis' AND status = 'done'"
                         ).fetchone()[0] == 2
     out = capsys.readouterr().out
-    # the heaviest statement is the data load: the index is checked against it (and gains nothing)
-    assert "enqueued 2 LLM analyses" in out and "  index       rejected: no gain" in out
+    assert "enqueued 2 LLM analyses" in out and "explanation accepted: explanation recorded" in out
 
 
 def test_run_once_without_an_endpoint_says_how_to_enable_it(db_dsn: str, monkeypatch: pytest.MonkeyPatch,
