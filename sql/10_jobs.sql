@@ -269,3 +269,45 @@ BEGIN
     RETURN n;
 END
 $$;
+
+-- A pg_cron schedule for an interval: pg_cron's 'N seconds' below a minute,
+-- otherwise the cron expression that fires every interval (rounded to what
+-- cron can say: minutes dividing an hour, hours dividing a day, or daily).
+CREATE FUNCTION optischema._cron_schedule(p_every interval) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s bigint := greatest(extract(epoch FROM p_every)::bigint, 1);
+    m bigint := greatest(round(s / 60.0)::bigint, 1);
+    h bigint := greatest(round(s / 3600.0)::bigint, 1);
+BEGIN
+    IF s < 60 THEN
+        RETURN s || ' seconds';
+    ELSIF m < 60 THEN
+        RETURN CASE WHEN m = 1 THEN '* * * * *' ELSE format('*/%s * * * *', (SELECT max(d) FROM generate_series(1, m) d WHERE 60 % d = 0)) END;
+    ELSIF h < 24 THEN
+        RETURN CASE WHEN h = 1 THEN '0 * * * *' ELSE format('0 */%s * * *', (SELECT max(d) FROM generate_series(1, h) d WHERE 24 % d = 0)) END;
+    END IF;
+    RETURN '0 0 * * *';
+END
+$$;
+
+-- Scheduling with pg_cron instead of the sidecar: the exact statements to
+-- run in pg_cron's database (cron.database_name), following this database's
+-- interval settings. OptiSchema never schedules anything by itself.
+-- Run the sidecar with --no-schedule then; it is still needed for apply
+-- jobs and LLM analyses (or use apply(id, via => 'psql')).
+CREATE FUNCTION optischema.cron_commands() RETURNS SETOF text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT format('SELECT cron.schedule_in_database(%L, %L, %L, %L);',
+                  'optischema-' || s.kind || '-' || current_database(),
+                  optischema._cron_schedule(optischema.setting(s.key)::interval), s.command, current_database())
+    FROM (VALUES (1, 'snapshot', 'snapshot_interval', 'SELECT optischema.snapshot(); SELECT optischema._verify_recent();'),
+                 (2, 'recommend', 'recommend_interval', 'SELECT count(*) FROM optischema.recommend();'),
+                 (3, 'purge', 'purge_interval', 'SELECT optischema.purge(); SELECT optischema._purge_jobs();')) s (n, kind, key, command)
+    WHERE optischema.setting(s.key)::interval > interval '0'
+    ORDER BY s.n
+$$;

@@ -121,3 +121,25 @@ def test_the_executor_refuses_anything_but_one_index_statement(db_dsn: str, star
     assert indexes(db_dsn) == []
     job = rows(db_dsn, "SELECT status, attempts FROM optischema.jobs WHERE id = %s", (refused["job_id"],))[0]
     assert job == {"status": "failed", "attempts": 1}
+
+
+def test_wait_without_a_sidecar_says_so(db_dsn: str) -> None:
+    create_table(db_dsn, n=10)
+    rec = recommendation(db_dsn)
+    change_id = one(db_dsn, "SELECT optischema.apply(%s)", (rec,))
+    warnings: list[str] = []
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.add_notice_handler(lambda d: warnings.append(d.message_primary or ""))
+        outcome = conn.execute("CALL optischema.wait(%s, '1 second')", (change_id,)).fetchone()[0]
+    assert outcome == "pending"
+    assert any("no sidecar has been seen" in w for w in warnings), warnings
+    assert any("is still pending after" in w for w in warnings), warnings
+
+    psql_change = one(db_dsn, "SELECT optischema.apply(%s, via => 'psql')",
+                      (recommendation(db_dsn, key="k:b", column="b"),))
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        try:
+            conn.execute("CALL optischema.wait(%s)", (psql_change,))
+            raise AssertionError("wait() on a psql change must fail")
+        except psycopg.errors.ObjectNotInPrerequisiteState as e:
+            assert "optischema.applied(" in (e.diag.message_hint or "")
