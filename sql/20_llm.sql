@@ -558,7 +558,9 @@ BEGIN
             p_benefit, p_evidence, p_estimated_size_bytes, p_score, p_explanation)
     ON CONFLICT (key) DO UPDATE
     SET title = EXCLUDED.title, ddl = EXCLUDED.ddl, rollback_ddl = EXCLUDED.rollback_ddl,
-        queryids = EXCLUDED.queryids, benefit = EXCLUDED.benefit, evidence = EXCLUDED.evidence,
+        -- the same advice from another statement's analysis: it serves both
+        queryids = ARRAY(SELECT DISTINCT q FROM unnest(r.queryids || EXCLUDED.queryids) q ORDER BY q),
+        benefit = EXCLUDED.benefit, evidence = EXCLUDED.evidence,
         estimated_size_bytes = EXCLUDED.estimated_size_bytes, score = EXCLUDED.score,
         explanation = EXCLUDED.explanation, updated_at = pg_catalog.now()
     WHERE r.source = 'llm' AND r.status = 'open'

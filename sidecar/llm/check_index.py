@@ -16,6 +16,9 @@ from .context import Target
 from .models import IndexProposal
 from .verdict import Draft, Rejected, Verdict, rejected
 
+# Expression keys OptiSchema builds from a proposal (the case-insensitive lookups models suggest).
+EXPRESSION_FUNCTIONS = frozenset({"lower", "upper"})
+
 
 def _predicate(t: Table, where: str | None) -> tuple[str, str] | None:
     """The one partial-index shape OptiSchema builds: `column = constant`."""
@@ -33,17 +36,31 @@ def _predicate(t: Table, where: str | None) -> tuple[str, str] | None:
     return col, value
 
 
+def _key(t: Table, text: str) -> KeyPart:
+    """A column, or one of the few expressions built for it: lower(column), upper(column)."""
+    toks = tokens(text)
+    if len(toks) == 4 and toks[0].kind == "word" and toks[1].text == "(" and toks[3].text == ")":
+        func = toks[0].text.lower()
+        if func not in EXPRESSION_FUNCTIONS:
+            raise Rejected(f"expression key {text!r}: only "
+                           f"{' and '.join(f + '(column)' for f in sorted(EXPRESSION_FUNCTIONS))} are built")
+        return KeyPart(names.columns(t, [toks[2].text])[0], func=func)
+    return KeyPart(names.columns(t, [text])[0])
+
+
 def candidate(db: PsycopgDatabase, catalog: Catalog, p: IndexProposal) -> tuple[Table, Candidate]:
     if p.method != "btree":
         raise Rejected(f"{p.method} indexes cannot be what-if checked (HypoPG plans btree only)")
     t = names.table(db, catalog, p.table)
-    keys = names.columns(t, p.columns)
+    keys = tuple(_key(t, k) for k in p.columns)
+    if len(set(keys)) != len(keys):
+        raise Rejected("a key is named twice")
     include = names.columns(t, p.include)
-    if set(keys) & set(include):
+    if {k.column for k in keys if k.func is None} & set(include):
         raise Rejected("a column is both a key and an INCLUDE column")
-    c = Candidate(t.schema, t.name, tuple(KeyPart(k) for k in keys), _predicate(t, p.where), tuple(include))
+    c = Candidate(t.schema, t.name, keys, _predicate(t, p.where), tuple(include))
     if covered_by_existing(c, t):
-        raise Rejected(f"an existing index on {t.schema}.{t.name} already starts with ({', '.join(keys)})")
+        raise Rejected(f"an existing index on {t.schema}.{t.name} already starts with ({', '.join(c.key_sql())})")
     return t, c
 
 

@@ -14,7 +14,8 @@ class _Closed(BaseModel):
 class IndexProposal(_Closed):
     kind: Literal["index"]
     table: str = Field(description="Table name exactly as in the context, schema-qualified")
-    columns: list[str] = Field(min_length=1, max_length=8, description="Key columns, in order; plain column names")
+    columns: list[str] = Field(min_length=1, max_length=8,
+                               description="Key columns, in order: column names, or lower(column) / upper(column)")
     method: Literal["btree", "hash", "gin", "gist", "brin"]
     where: str | None = Field(description="Partial-index predicate: column op constant, joined by AND; or null")
     include: list[str] = Field(max_length=8, description="INCLUDE columns (may be empty)")

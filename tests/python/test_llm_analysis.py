@@ -19,6 +19,7 @@ STATEMENTS = {
     "by_customer": "SELECT * FROM orders WHERE customer_id = %s",
     "semi_join": "SELECT o.id, o.total FROM orders o WHERE o.customer_id IN (SELECT c.id FROM customers c WHERE c.id = %s)",
     "by_status": INJECTION + "SELECT count(*) FROM orders WHERE status = %s",
+    "by_note": "SELECT id FROM orders WHERE lower(note) = lower(%s)",
     # pg_stat_statements turns its constants into untyped $1, $2: the normalized text cannot be PREPAREd
     "series": "SELECT count(*) FROM generate_series(1, 3) g",
 }
@@ -38,6 +39,7 @@ def seed_workload(conn: psycopg.Connection) -> dict[str, int]:
         conn.execute(STATEMENTS["by_customer"], (i,))
         conn.execute(STATEMENTS["semi_join"], (i,))
         conn.execute(STATEMENTS["by_status"], ("open",))
+        conn.execute(STATEMENTS["by_note"], (f"Note {i}",))
         conn.execute(STATEMENTS["series"])
     conn.execute("SELECT optischema.snapshot()")
     ids = {}
@@ -167,6 +169,23 @@ def test_a_partial_index_is_rebuilt_from_its_column_and_constant(fast: psycopg.C
         "DROP INDEX CONCURRENTLY IF EXISTS public.orders_status_where_status_open_idx")
 
 
+def test_an_expression_index_and_the_same_advice_from_two_analyses(fast: psycopg.Connection,
+                                                                     fake_llm: FakeLLM) -> None:
+    ids = seed_workload(fast)
+    index = {"kind": "index", "table": "orders", "method": "btree", "where": None, "include": [],
+             "explanation": "Case-insensitive lookups by note."}
+    fake_llm.script(answer({"proposals": [{**index, "columns": ["LOWER(note)"]}]}),
+                    answer({"proposals": [{**index, "columns": ["customer_id"]}]}),
+                    answer({"proposals": [{**index, "columns": ["customer_id"]}]}))
+    run_analysis(fast, job(ids["by_note"]), None)
+    run_analysis(fast, job(ids["by_customer"]), None)
+    run_analysis(fast, job(ids["semi_join"]), None)
+    rows = fast.execute("SELECT ddl, queryids FROM optischema._recommendations ORDER BY id").fetchall()
+    assert rows[0] == ("CREATE INDEX CONCURRENTLY orders_lower_note_idx ON public.orders USING btree (lower(note))",
+                       [ids["by_note"]])
+    assert len(rows) == 2 and sorted(rows[1][1]) == sorted([ids["by_customer"], ids["semi_join"]])
+
+
 def test_invalid_json_is_recorded_and_nothing_recommended(fast: psycopg.Connection, fake_llm: FakeLLM) -> None:
     ids = seed_workload(fast)
     fake_llm.script(answer("Sure! Here is my analysis: {not json"))
@@ -194,7 +213,7 @@ def test_hallucinated_tables_and_columns_are_rejected_with_reasons(fast: psycopg
     fake_llm.script(answer({"proposals": [
         {**index, "table": "public.ordres", "columns": ["customer_id"]},
         {**index, "table": "orders", "columns": ["cust_id"]},
-        {**index, "table": "orders", "columns": ["lower(note)"]},
+        {**index, "table": "orders", "columns": ["md5(note)"]},
         {**index, "table": "orders", "columns": ["customer_id"], "include": ["totl"]},
         {**index, "table": "pg_catalog.pg_class", "columns": ["relname"]},
         {**index, "table": "orders", "columns": ["customer_id"], "method": "gin"},
@@ -211,7 +230,7 @@ def test_hallucinated_tables_and_columns_are_rejected_with_reasons(fast: psycopg
     assert result["rejected"] == 12 and len(reasons) == 12, proposals(fast)
     assert "'public.ordres' does not exist" in reasons[0]
     assert "column 'cust_id' does not exist in public.orders" in reasons[1]
-    assert "not a plain column name" in reasons[2]
+    assert "expression key 'md5(note)': only lower(column) and upper(column) are built" in reasons[2]
     assert "column 'totl' does not exist" in reasons[3]
     assert "'pg_catalog.pg_class' does not exist" in reasons[4]
     assert "gin indexes cannot be what-if checked" in reasons[5]
