@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from optischema_sidecar import __version__, config, metrics, scheduler
 from optischema_sidecar import logging as jsonlog
 from optischema_sidecar.db import describe
+from optischema_sidecar.handlers import HANDLERS
 from optischema_sidecar.worker import DatabaseRunner
 
 log = logging.getLogger("optischema_sidecar")
@@ -60,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         settings = config.load(flags, config_file)
     except (ValidationError, ValueError) as e:
         print(f"optischema-sidecar: invalid configuration: {e}", file=sys.stderr)
+        return 2
+    unknown = sorted(set(settings.kinds or ()) - set(HANDLERS))
+    if unknown:
+        print(f"optischema-sidecar: unknown job kinds {', '.join(unknown)}; known: {', '.join(sorted(HANDLERS))}",
+              file=sys.stderr)
         return 2
     if not settings.dsn:
         print("optischema-sidecar: no database to serve: pass --dsn, set OPTISCHEMA_DSN, or dsn = [...] in --config",

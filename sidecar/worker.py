@@ -145,7 +145,7 @@ class DatabaseRunner:
                 self.health.beat(self.database, True)
             except psycopg.Error as e:
                 self.health.beat(self.database, False)
-                log.warning("heartbeat failed", extra={"database": self.database, "error": str(e).strip()})
+                log.warning("heartbeat failed", extra={"database": self.database, "error": _error_text(e)})
             self.stop.wait(self.settings.heartbeat_interval)
         conn.close()
 
@@ -181,8 +181,8 @@ class _Worker:
                 try:
                     job = queue.claim(conn, r.settings.worker_id, r.kinds, r.settings.lease)
                 except psycopg.Error as e:
-                    log.warning("claim failed", extra={"database": r.database, "error": str(e).strip()})
-                    r.stop.wait(1.0)
+                    log.warning("claim failed", extra={"database": r.database, "error": _error_text(e)})
+                    r.stop.wait(r.settings.poll_interval)
                     continue
                 if job is None:
                     r.wakeup.wait(seen, r.settings.poll_interval)
@@ -249,6 +249,9 @@ class _Worker:
 def _error_text(e: Exception) -> str:
     """One line for jobs.error: PostgreSQL's message and hint, without the
     caret diagram psycopg's str() adds."""
+    if isinstance(e, (psycopg.errors.InvalidSchemaName, psycopg.errors.UndefinedFunction)) and "optischema." in str(e):
+        return (f"{e.diag.message_primary}: OptiSchema is not installed (or is older) in this database; "
+                "run CREATE EXTENSION optischema CASCADE (or ALTER EXTENSION optischema UPDATE)")
     if isinstance(e, psycopg.Error) and e.diag.message_primary:
         text = e.diag.message_primary
         if e.diag.message_hint:
