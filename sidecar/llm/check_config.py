@@ -7,11 +7,10 @@ import re
 
 import psycopg
 from psycopg.rows import dict_row
-from optischema_engine.db import PsycopgDatabase
 from optischema_engine.ddl import quote_ident
-from optischema_engine.sqltext import quote_literal, single_statement
-from optischema_engine.whatif import Unplannable, WhatIf
+from optischema_engine.sqltext import quote_literal
 
+from . import costing
 from .context import Target
 from .models import ConfigProposal
 from .verdict import Draft, Rejected, Verdict, rejected
@@ -78,34 +77,13 @@ def _ddl(conn: psycopg.Connection, name: str, value: str, scope: str) -> tuple[s
             f"ALTER DATABASE {db} RESET {quote_ident(name)}")
 
 
-def _plan_costs(conn: psycopg.Connection, targets: list[Target], setting: tuple[str, str] | None) -> dict[int, float]:
-    """Generic-plan cost of each target, with the setting changed for this transaction only."""
-    costs: dict[int, float] = {}
-    with conn.transaction(force_rollback=True):
-        if setting:
-            conn.execute("SELECT pg_catalog.set_config(%s, %s, true)", setting)
-        wi = WhatIf(PsycopgDatabase(conn))
-        try:
-            for t in targets:
-                if single_statement(t.query):
-                    continue
-                try:
-                    name, types = wi.prepare(t.query)
-                    costs[t.queryid] = wi.cost(name, t.query, [], len(types))[0]
-                except Unplannable:
-                    continue
-        finally:
-            wi.close()
-    return costs
-
-
 def _preview(conn: psycopg.Connection, s: dict, value: str, targets: list[Target]) -> list[dict]:
     """The planner's estimates before and after, for settings a session may change. They are
     evidence, not a gate: cost constants such as random_page_cost change the scale itself."""
     if s["context"] != "user" or not s["category"].startswith(PREVIEWABLE_CATEGORIES):
         return []
-    before = _plan_costs(conn, targets, None)
-    after = _plan_costs(conn, targets, (s["name"], value))
+    before = costing.plan_costs(conn, targets, None)
+    after = costing.plan_costs(conn, targets, (s["name"], value))
     return [{"queryid": q, "cost_before": round(before[q], 2), "cost_after": round(after[q], 2)}
             for q in before if q in after]
 

@@ -1,16 +1,18 @@
 """Costing a statement the way the advisor does: custom plans for representative parameter
 values (the engine's plan_params: pg_qualstats, else pg_stats), the generic plan when there
-are none. Costs are planner estimates of PREPAREd text; nothing is executed."""
+are none; also under a changed setting. Costs are planner estimates of PREPAREd text:
+nothing is executed."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import psycopg
 from optischema_engine.catalog import Catalog
 from optischema_engine.db import PsycopgDatabase
 from optischema_engine.params import ValueSource, plan_params
 from optischema_engine.plans import facts
-from optischema_engine.sqltext import limit_params
-from optischema_engine.whatif import WhatIf
+from optischema_engine.sqltext import limit_params, single_statement
+from optischema_engine.whatif import Unplannable, WhatIf
 
 from .context import Target
 
@@ -42,3 +44,25 @@ def prepare(db: PsycopgDatabase, wi: WhatIf, target: Target) -> Prepared:
                      ValueSource(db, [target.queryid], True), [target.queryid], PARAMETER_SETS)
     name, _ = wi.prepare(target.query)
     return Prepared(name, types, pp.samples, pp.source)
+
+
+def plan_costs(conn: psycopg.Connection, targets: list[Target], setting: tuple[str, str] | None) -> dict[int, float]:
+    """Cost of each plannable target, with a setting (name, value) changed for this
+    transaction only: the transaction is always rolled back."""
+    costs: dict[int, float] = {}
+    with conn.transaction(force_rollback=True):
+        if setting:
+            conn.execute("SELECT pg_catalog.set_config(%s, %s, true)", setting)
+        db = PsycopgDatabase(conn)
+        wi = WhatIf(db)
+        try:
+            for t in targets:
+                if single_statement(t.query):
+                    continue
+                try:
+                    costs[t.queryid] = prepare(db, wi, t).cost(wi, t.query)[0]
+                except Unplannable:
+                    continue
+        finally:
+            wi.close()
+    return costs
