@@ -390,14 +390,15 @@ def test_explanation_enriches_an_advisor_recommendation(fast: psycopg.Connection
 
 def test_utility_and_unknown_statements_are_skipped(fast: psycopg.Connection, fake_llm: FakeLLM) -> None:
     seed_workload(fast)
-    fast.execute("CREATE ROLE llm_test_secret_role PASSWORD 'hunter2'")
+    role = f"llm_secret_{fast.info.dbname}"            # roles are cluster-wide: one per test database
+    fast.execute(f"CREATE ROLE {role} PASSWORD 'hunter2'")
     try:
         fast.execute("SELECT optischema.snapshot()")
         utility = fast.execute("SELECT queryid FROM optischema.queries WHERE query LIKE 'CREATE ROLE%'").fetchone()[0]
         assert "utility statement" in run_analysis(fast, job(utility), None)["reason"]
         assert "unknown queryid" in run_analysis(fast, job(424242), None)["reason"]
     finally:
-        fast.execute("DROP ROLE llm_test_secret_role")
+        fast.execute(f"DROP ROLE {role}")
     assert fake_llm.requests == []
 
 
