@@ -114,7 +114,11 @@ def _attempt(client: openai.OpenAI, cfg: LLMConfig, messages: list[dict]) -> _At
                         retryable=e.status_code >= 500 or e.status_code in (408, 409))
     tokens = {"tokens_in": resp.usage.prompt_tokens if resp.usage else 0,
               "tokens_out": resp.usage.completion_tokens if resp.usage else 0}
-    content = resp.choices[0].message.content if resp.choices else None
+    message = resp.choices[0].message if resp.choices else None
+    if message is not None and getattr(message, "refusal", None):
+        return _Attempt("invalid_answer", _ms(t0), 200, f"the model refused: {message.refusal}",
+                        retryable=False, **tokens)
+    content = message.content if message is not None else None
     try:
         analysis = Analysis.model_validate_json(content or "")
     except ValidationError as e:

@@ -197,6 +197,15 @@ def test_invalid_json_is_recorded_and_nothing_recommended(fast: psycopg.Connecti
     assert proposals(fast) == [] and llm_recs(fast) == []
 
 
+def test_a_refusal_is_an_invalid_answer(fast: psycopg.Connection, fake_llm: FakeLLM) -> None:
+    ids = seed_workload(fast)
+    refusal = answer("")
+    refusal.body["choices"][0]["message"] = {"role": "assistant", "content": None, "refusal": "I cannot help."}
+    fake_llm.script(refusal)
+    result = run_analysis(fast, job(ids["by_customer"]), None)
+    assert (result["status"], result["reason"]) == ("invalid_answer", "the model refused: I cannot help.")
+
+
 def test_unknown_proposal_kind_is_an_invalid_answer(fast: psycopg.Connection, fake_llm: FakeLLM) -> None:
     ids = seed_workload(fast)
     fake_llm.script(answer({"proposals": [{"kind": "sql", "sql": "DROP TABLE orders"}]}))
