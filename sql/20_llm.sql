@@ -129,8 +129,10 @@ BEGIN
             parts := parts || substr(p_sql, i, j - i + 1);
             i := j + 1;
         ELSIF c = '$' THEN
-            tag := substring(substr(p_sql, i) FROM '^\$(?:[A-Za-z_][A-Za-z_0-9]*)?\$');
-            IF tag IS NULL THEN                  -- a $n parameter or a lone dollar
+            -- inside an identifier (a$b$c) a dollar opens no quote
+            tag := CASE WHEN i = 1 OR substr(p_sql, i - 1, 1) !~ '[A-Za-z0-9_$]'
+                        THEN substring(substr(p_sql, i) FROM '^\$(?:[A-Za-z_][A-Za-z_0-9]*)?\$') END;
+            IF tag IS NULL THEN                  -- a $n parameter, a lone dollar, part of a name
                 parts := parts || c;
                 i := i + 1;
             ELSE

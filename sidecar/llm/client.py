@@ -115,7 +115,7 @@ def _attempt(client: openai.OpenAI, cfg: LLMConfig, messages: list[dict]) -> _At
     tokens = {"tokens_in": resp.usage.prompt_tokens if resp.usage else 0,
               "tokens_out": resp.usage.completion_tokens if resp.usage else 0}
     message = resp.choices[0].message if resp.choices else None
-    if message is not None and getattr(message, "refusal", None):
+    if message is not None and message.refusal:
         return _Attempt("invalid_answer", _ms(t0), 200, f"the model refused: {message.refusal}",
                         retryable=False, **tokens)
     content = message.content if message is not None else None

@@ -1,6 +1,6 @@
 -- optischema.context(): what may be sent to a model about one statement.
 BEGIN;
-SELECT plan(27);
+SELECT plan(28);
 
 CREATE TABLE llm_t (id int PRIMARY KEY, a int NOT NULL, b text);
 INSERT INTO llm_t SELECT g, g % 10, 'b' || g FROM generate_series(1, 2000) g;
@@ -59,6 +59,8 @@ SELECT throws_ok($$SELECT optischema.context(NULL)$$, '22004', 'queryid must not
 
 SELECT is(optischema._strip_comments($q$SELECT '--a' || "b/*c" /* x /* nested */ y */ FROM t -- z$q$),
           $q$SELECT '--a' || "b/*c"   FROM t$q$, 'comment markers inside literals and identifiers are kept, nested comments removed');
+SELECT is(optischema._strip_comments('SELECT a$b$c FROM t /* hidden */ WHERE x = $q$ -- kept $q$ -- gone'),
+          'SELECT a$b$c FROM t   WHERE x = $q$ -- kept $q$', 'a dollar inside a name opens no dollar quote');
 SELECT ok(optischema._is_utility('/* SELECT */ CREATE ROLE a PASSWORD ''p''') AND NOT optischema._is_utility('-- x
  (SELECT 1)'), 'utility statements are recognised behind comments');
 SELECT throws_ok($$SELECT optischema.workload_context(0)$$, '22023', NULL, 'workload_context() rejects a non-positive n');
