@@ -473,3 +473,11 @@ def test_a_bad_payload_fails_the_job_for_good(fast: psycopg.Connection) -> None:
     with pytest.raises(JobError, match="numeric queryid") as raised:
         run_analysis(fast, {"id": 1, "kind": "llm_analysis", "payload": {"scope": "query"}}, None)
     assert raised.value.retry is False
+
+
+def test_the_sidecar_dispatches_llm_analysis_jobs_here(fast: psycopg.Connection, fake_llm: FakeLLM) -> None:
+    from optischema_sidecar.handlers import HANDLERS
+
+    ids = seed_workload(fast)
+    fake_llm.script(answer({"proposals": []}))
+    assert HANDLERS["llm_analysis"](fast, job(ids["by_customer"]), None)["status"] == "ok"
