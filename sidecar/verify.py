@@ -41,8 +41,7 @@ def _deallocate(conn: psycopg.Connection) -> None:
 
 def explain_generic(conn: psycopg.Connection, query: str, schema: str) -> tuple[Any | None, str | None]:
     """(plan, None), or (None, why the text could not be re-planned). Runs in
-    a read-only transaction that is rolled back, as the sidecar's role; the
-    extended protocol refuses a text holding more than one statement."""
+    a read-only transaction that is rolled back, as the sidecar's role."""
     path = sql.SQL("{}, public").format(sql.Identifier(schema)).as_string(conn)
     try:
         with conn.transaction(force_rollback=True):
@@ -50,7 +49,9 @@ def explain_generic(conn: psycopg.Connection, query: str, schema: str) -> tuple[
             conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
             conn.execute("SET LOCAL statement_timeout = '10s'")
             conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)", (path,))
-            conn.execute(sql.SQL("PREPARE {} AS {}").format(sql.Identifier(_STATEMENT), sql.SQL(query)))
+            # prepare=True: sent with the extended protocol, which refuses a
+            # text holding a second statement instead of running it.
+            conn.execute(sql.SQL("PREPARE {} AS {}").format(sql.Identifier(_STATEMENT), sql.SQL(query)), prepare=True)
             row = conn.execute("SELECT pg_catalog.cardinality(parameter_types) FROM pg_catalog.pg_prepared_statements"
                                " WHERE name = %s", (_STATEMENT,)).fetchone()
             nulls = sql.SQL(", ").join([sql.NULL] * (row[0] if row else 0))

@@ -143,3 +143,20 @@ def test_wait_without_a_sidecar_says_so(db_dsn: str) -> None:
             raise AssertionError("wait() on a psql change must fail")
         except psycopg.errors.ObjectNotInPrerequisiteState as e:
             assert "optischema.applied(" in (e.diag.message_hint or "")
+
+
+def test_plan_check_skips_text_it_cannot_replan(db_dsn: str) -> None:
+    from optischema_sidecar.verify import explain_generic
+
+    create_table(db_dsn, n=10)
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        plan, reason = explain_generic(conn, "SELECT * FROM t WHERE a = $1", "public")
+        assert reason is None and plan[0]["Plan"]
+        for text in ("SELECT now() - interval $1", "SELECT 1; SELECT 2", "SELECT * FROM missing_table"):
+            plan, reason = explain_generic(conn, text, "public")
+            assert plan is None and reason, text
+        plan, reason = explain_generic(conn, "INSERT INTO t VALUES ($1, $2)", "public")
+        assert reason is None, "EXPLAIN never runs the statement"
+        assert one(db_dsn, "SELECT count(*) FROM public.t") == 10
+        assert conn.execute("SELECT count(*) FROM pg_prepared_statements WHERE name = 'optischema_plan_check'"
+                            ).fetchone()[0] == 0, "nothing left prepared"
