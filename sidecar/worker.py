@@ -134,7 +134,10 @@ class DatabaseRunner:
                         self.wakeup.notify()
             except psycopg.Error as e:
                 if not self.stop.is_set():
-                    log.warning("listen connection lost", extra={"database": self.database, "error": str(e).strip()})
+                    log.warning("listen connection lost", extra={"database": self.database, "error": _error_text(e)})
+            except Exception:  # noqa: BLE001 - the thread must outlive surprises; polling still works meanwhile
+                log.exception("listener failed", extra={"database": self.database})
+                self.stop.wait(self.settings.poll_interval)
         conn.close()
 
     def _heartbeat(self) -> None:
@@ -146,6 +149,9 @@ class DatabaseRunner:
             except psycopg.Error as e:
                 self.health.beat(self.database, False)
                 log.warning("heartbeat failed", extra={"database": self.database, "error": _error_text(e)})
+            except Exception:  # noqa: BLE001 - without heartbeats our leases lapse: keep beating
+                self.health.beat(self.database, False)
+                log.exception("heartbeat failed", extra={"database": self.database})
             self.stop.wait(self.settings.heartbeat_interval)
         conn.close()
 

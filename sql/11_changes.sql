@@ -574,7 +574,7 @@ CREATE PROCEDURE optischema.wait(change_id bigint, timeout interval DEFAULT '5 m
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    v_deadline timestamptz := clock_timestamp() + coalesce(timeout, interval '5 minutes');
+    v_deadline timestamptz := pg_catalog.clock_timestamp() + coalesce(timeout, interval '5 minutes');
     v_error    text;
     v_via      text;
     v_seen     boolean;
@@ -607,7 +607,7 @@ BEGIN
                     USING HINT = 'Start optischema-sidecar, or cancel its job with optischema.cancel_job() and apply with via => ''psql''.';
             END IF;
         END IF;
-        IF clock_timestamp() > v_deadline THEN
+        IF pg_catalog.clock_timestamp() > v_deadline THEN
             RAISE WARNING 'change % is still % after %', change_id, outcome, timeout
                 USING HINT = 'It goes on in the background: SELECT * FROM optischema.changes WHERE id = ' || change_id || ';';
             RETURN;
