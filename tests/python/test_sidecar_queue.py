@@ -122,7 +122,8 @@ def test_schedules_make_one_job_per_interval_across_sidecars(db_dsn: str, start_
     wait_for(lambda: one(db_dsn, "SELECT count(*) FROM optischema.jobs WHERE kind = 'purge' AND status = 'done'") == 1,
              "the scheduled purge")
     # Both sidecars kept checking every 0.5 s meanwhile; the intervals (5 min, 1 hour) have not passed.
-    counts = rows(db_dsn, "SELECT kind, count(*) AS n FROM optischema.jobs GROUP BY kind ORDER BY kind")
+    counts = rows(db_dsn, "SELECT kind, count(*) AS n FROM optischema.jobs"
+                          " WHERE kind IN ('snapshot', 'recommend', 'purge') GROUP BY kind")
     assert {r["kind"]: r["n"] for r in counts} == {"purge": 1, "recommend": 1, "snapshot": 1}
 
 
