@@ -23,3 +23,17 @@ def connect(dsn: str, settings: Settings, purpose: str) -> psycopg.Connection:
     # seconds instead of running on: the job's next owner finds no orphan.
     conn.execute("SET client_connection_check_interval = '2s'")
     return conn
+
+
+def error_text(e: Exception) -> str:
+    """One line for jobs.error: PostgreSQL's message and hint, without the
+    caret diagram psycopg's str() adds."""
+    if isinstance(e, (psycopg.errors.InvalidSchemaName, psycopg.errors.UndefinedFunction)) and "optischema." in str(e):
+        return (f"{e.diag.message_primary}: OptiSchema is not installed (or is older) in this database; "
+                "run CREATE EXTENSION optischema CASCADE (or ALTER EXTENSION optischema UPDATE)")
+    if isinstance(e, psycopg.Error) and e.diag.message_primary:
+        text = e.diag.message_primary
+        if e.diag.message_hint:
+            text += f" (hint: {e.diag.message_hint})"
+        return text
+    return str(e).strip() or type(e).__name__

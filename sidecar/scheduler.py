@@ -22,7 +22,7 @@ def _tick(dsn: str, settings: Settings) -> None:
         with db.connect(dsn, settings, "scheduler") as conn:
             queued = queue.schedule_due(conn)
     except psycopg.Error as e:
-        log.warning("schedule check failed", extra={"database": database, "error": str(e).strip()})
+        log.warning("schedule check failed", extra={"database": database, "error": db.error_text(e)})
         return
     if queued:
         log.info("scheduled jobs queued", extra={"database": database, "job_ids": queued})

@@ -63,7 +63,7 @@ class _Connection:
                 self._conn = db.connect(self._dsn, self._settings, self._purpose)
                 log.info("connected", extra={"database": self.database, "purpose": self._purpose})
             except psycopg.Error as e:
-                log.warning("cannot connect, retrying", extra={"database": self.database, "error": str(e).strip(),
+                log.warning("cannot connect, retrying", extra={"database": self.database, "error": db.error_text(e),
                                                                 "retry_in_s": delay})
                 self._stop.wait(delay)
                 delay = min(delay * 2, 30.0)
@@ -94,7 +94,7 @@ class DatabaseRunner:
         self._spawn("listen", self._listen)
         self._spawn("heartbeat", self._heartbeat)
         for n in range(self.settings.concurrency):
-            worker = _Worker(self, n)
+            worker = _Worker(self)
             self._workers.append(worker)
             self._spawn(f"worker-{n}", worker.run)
 
@@ -112,7 +112,7 @@ class DatabaseRunner:
         then cancels and releases the rest, and signs off."""
         deadline = time.monotonic() + grace
         for worker in self._workers:
-            worker.thread_join(max(deadline - time.monotonic(), 0))
+            worker.wait_stopped(max(deadline - time.monotonic(), 0))
         for worker in self._workers:
             worker.release_current()
         for thread in self._threads:
@@ -121,7 +121,7 @@ class DatabaseRunner:
             with db.connect(self.dsn, self.settings, "sign-off") as conn:
                 queue.sign_off(conn, self.settings.worker_id)
         except psycopg.Error as e:
-            log.warning("could not sign off", extra={"database": self.database, "error": str(e).strip()})
+            log.warning("could not sign off", extra={"database": self.database, "error": db.error_text(e)})
 
     def _listen(self) -> None:
         conn = _Connection(self.dsn, self.settings, "listen", self.stop)
@@ -134,7 +134,7 @@ class DatabaseRunner:
                         self.wakeup.notify()
             except psycopg.Error as e:
                 if not self.stop.is_set():
-                    log.warning("listen connection lost", extra={"database": self.database, "error": _error_text(e)})
+                    log.warning("listen connection lost", extra={"database": self.database, "error": db.error_text(e)})
             except Exception:  # noqa: BLE001 - the thread must outlive surprises; polling still works meanwhile
                 log.exception("listener failed", extra={"database": self.database})
                 self.stop.wait(self.settings.poll_interval)
@@ -148,7 +148,7 @@ class DatabaseRunner:
                 self.health.beat(self.database, True)
             except psycopg.Error as e:
                 self.health.beat(self.database, False)
-                log.warning("heartbeat failed", extra={"database": self.database, "error": _error_text(e)})
+                log.warning("heartbeat failed", extra={"database": self.database, "error": db.error_text(e)})
             except Exception:  # noqa: BLE001 - without heartbeats our leases lapse: keep beating
                 self.health.beat(self.database, False)
                 log.exception("heartbeat failed", extra={"database": self.database})
@@ -157,14 +157,14 @@ class DatabaseRunner:
 
 
 class _Worker:
-    def __init__(self, runner: DatabaseRunner, n: int) -> None:
+    def __init__(self, runner: DatabaseRunner) -> None:
         self.runner = runner
         self.conn = _Connection(runner.dsn, runner.settings, f"worker {runner.settings.worker_id}", runner.stop)
         self._job: Job | None = None
         self._lock = threading.Lock()
         self._done = threading.Event()
 
-    def thread_join(self, timeout: float) -> None:
+    def wait_stopped(self, timeout: float) -> None:
         self._done.wait(timeout)
 
     def release_current(self) -> None:
@@ -187,7 +187,7 @@ class _Worker:
                 try:
                     job = queue.claim(conn, r.settings.worker_id, r.kinds, r.settings.lease)
                 except psycopg.Error as e:
-                    log.warning("claim failed", extra={"database": r.database, "error": _error_text(e)})
+                    log.warning("claim failed", extra={"database": r.database, "error": db.error_text(e)})
                     r.stop.wait(r.settings.poll_interval)
                     continue
                 if job is None:
@@ -221,7 +221,7 @@ class _Worker:
                 outcome = "released" if self._record(lambda c: queue.release(c, job_id, r.settings.worker_id)) else "lost"
             else:
                 retry = e.retry if isinstance(e, JobError) else True
-                error = _error_text(e)
+                error = db.error_text(e)
                 if not isinstance(e, (JobError, psycopg.Error)):
                     log.error("handler crashed", extra={**ctx, "traceback": traceback.format_exc()})
                 status = self._record(lambda c: queue.fail(c, job_id, r.settings.worker_id, error, retry))
@@ -246,21 +246,8 @@ class _Worker:
             try:
                 return op(conn)
             except psycopg.Error as e:
-                log.warning("cannot record job outcome", extra={"database": self.runner.database, "error": str(e).strip()})
+                log.warning("cannot record job outcome", extra={"database": self.runner.database, "error": db.error_text(e)})
                 if not conn.broken:
                     break
         return None
 
-
-def _error_text(e: Exception) -> str:
-    """One line for jobs.error: PostgreSQL's message and hint, without the
-    caret diagram psycopg's str() adds."""
-    if isinstance(e, (psycopg.errors.InvalidSchemaName, psycopg.errors.UndefinedFunction)) and "optischema." in str(e):
-        return (f"{e.diag.message_primary}: OptiSchema is not installed (or is older) in this database; "
-                "run CREATE EXTENSION optischema CASCADE (or ALTER EXTENSION optischema UPDATE)")
-    if isinstance(e, psycopg.Error) and e.diag.message_primary:
-        text = e.diag.message_primary
-        if e.diag.message_hint:
-            text += f" (hint: {e.diag.message_hint})"
-        return text
-    return str(e).strip() or type(e).__name__
