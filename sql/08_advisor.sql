@@ -1,0 +1,139 @@
+-- The what-if advisor: the optischema_engine package, run in this backend
+-- by PL/Python, over the analysis window. Each run is recorded in
+-- optischema.analyses with the statements it skipped and why; recommend()
+-- (sql/30_recommend.sql) keeps its results.
+
+-- The advisor's knobs; the engine's Settings dataclass has the same names and
+-- defaults (an interval key reaches it as <key>_s, in seconds).
+INSERT INTO optischema.setting_defs (key, type, default_value, min_value, max_value, allowed, description) VALUES
+('min_query_share', 'numeric', '0.001', 0, 1, NULL,
+ 'Fraction of the window''s statement time a read query needs to be analysed.'),
+('min_calls', 'integer', '2', 1, 1000000000, NULL,
+ 'Calls a statement needs in the window to be analysed (one-off reports are not a workload).'),
+('max_queries', 'integer', '50', 1, 10000, NULL,
+ 'Analyse at most this many read queries, heaviest first (bounds the EXPLAIN calls).'),
+('min_cost_reduction', 'numeric', '0.2', 0, 1, NULL,
+ 'An index counts for a query only if the query''s estimated cost falls by this fraction.'),
+('min_workload_gain', 'numeric', '0.01', 0, 1, NULL,
+ 'An index is proposed only if it lowers the workload''s estimated cost, write upkeep included, by this fraction.'),
+('write_cost_per_entry', 'numeric', '2.0', 0, 1000, NULL,
+ 'Planner cost units charged per index entry written by an INSERT or a non-HOT UPDATE.'),
+('size_cost_per_mb', 'numeric', '0', 0, 1000000, NULL,
+ 'Cost units per workload round charged per MB of new index (0: size only breaks ties).'),
+('max_indexes_per_table', 'integer', '4', 0, 100, NULL,
+ 'New indexes proposed per table at most.'),
+('max_new_indexes', 'integer', '12', 0, 1000, NULL,
+ 'New indexes proposed in one run at most.'),
+('max_key_columns', 'integer', '3', 1, 32, NULL,
+ 'Key columns of a proposed index at most (INCLUDE columns not counted).'),
+('param_samples', 'integer', '3', 0, 20, NULL,
+ 'Representative parameter sets (from pg_stats, used locally) a query is also costed with.'),
+('partial_max_fraction', 'numeric', '0.2', 0, 1, NULL,
+ 'A constant equality becomes a partial-index predicate only if it keeps at most this fraction of rows.'),
+('time_budget', 'interval', '20 seconds', NULL, NULL, NULL,
+ 'recommend() evaluates no further candidates after this long; the best set so far is kept.'),
+('drop_unused_min_window', 'interval', '7 days', NULL, NULL, NULL,
+ 'An index with no scans is proposed for dropping only if the window observed is at least this long.'),
+('use_pg_qualstats', 'boolean', 'true', NULL, NULL, NULL,
+ 'Use constants observed by pg_qualstats, when installed, as representative parameters.');
+
+CREATE TABLE optischema.analyses (
+    id           bigserial PRIMARY KEY,
+    started_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    finished_at  timestamptz,
+    from_snapshot bigint,
+    to_snapshot  bigint NOT NULL,
+    recommendations integer,
+    stats        jsonb NOT NULL DEFAULT '{}',
+    skipped      jsonb NOT NULL DEFAULT '[]'     -- [{queryid, reason}]: what the advisor could not use
+);
+SELECT pg_catalog.pg_extension_config_dump('optischema.analyses', '');
+SELECT pg_catalog.pg_extension_config_dump('optischema.analyses_id_seq', '');
+
+-- The engine's settings: every setting, typed (intervals as <key>_s seconds).
+CREATE FUNCTION optischema._engine_settings() RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_object_agg(CASE WHEN s.type = 'interval' THEN s.key || '_s' ELSE s.key END,
+                            CASE s.type
+                                WHEN 'boolean'  THEN to_jsonb(s.value::boolean)
+                                WHEN 'integer'  THEN to_jsonb(s.value::bigint)
+                                WHEN 'numeric'  THEN to_jsonb(s.value::numeric)
+                                WHEN 'interval' THEN to_jsonb(extract(epoch FROM s.value::interval))
+                                ELSE to_jsonb(s.value) END)
+    FROM optischema.settings s
+$$;
+
+-- Table and index activity over the window, in the engine's Activity shape.
+-- An index counts as unused only over a window it existed for all along.
+CREATE FUNCTION optischema._activity(p_from bigint, p_to bigint) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH w AS (
+        SELECT coalesce(p_from, (SELECT min(id) FROM optischema.snapshots)) AS first_id,
+               -- without a snapshot before the window, the first one's figures go back to the stats reset
+               coalesce((SELECT taken_at FROM optischema.snapshots WHERE id = p_from),
+                        (SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()),
+                        (SELECT min(taken_at) FROM optischema.snapshots)) AS since,
+               (SELECT taken_at FROM optischema.snapshots WHERE id = p_to) AS until
+    )
+    SELECT jsonb_build_object(
+        'window_seconds', extract(epoch FROM w.until - w.since),
+        'first_snapshot_at', w.since,
+        'tables', coalesce((
+            SELECT jsonb_object_agg(t.relid::bigint::text, jsonb_build_object(
+                'seq_scan', t.seq_scan, 'idx_scan', t.idx_scan, 'n_tup_ins', t.ins, 'n_tup_upd', t.upd,
+                'n_tup_del', t.del, 'n_tup_hot_upd', t.hot, 'n_live_tup', t.live))
+            FROM (SELECT ts.relid, sum(ts.seq_scan) AS seq_scan, sum(ts.idx_scan) AS idx_scan,
+                         sum(ts.n_tup_ins) AS ins, sum(ts.n_tup_upd) AS upd, sum(ts.n_tup_del) AS del,
+                         sum(ts.n_tup_hot_upd) AS hot,
+                         (array_agg(ts.n_live_tup ORDER BY ts.snapshot_id DESC))[1] AS live
+                  FROM optischema.table_stats ts
+                  WHERE ts.snapshot_id > coalesce(p_from, 0) AND ts.snapshot_id <= p_to
+                  GROUP BY ts.relid) t), '{}'),
+        'indexes', coalesce((
+            SELECT jsonb_object_agg(i.indexrelid::bigint::text, jsonb_build_object('idx_scan', coalesce(
+                (SELECT sum(x.idx_scan) FROM optischema.index_stats x
+                 WHERE x.indexrelid = i.indexrelid AND x.snapshot_id > coalesce(p_from, 0) AND x.snapshot_id <= p_to), 0)))
+            FROM optischema._index_state i
+            WHERE i.first_seen <= w.first_id), '{}'))
+    FROM w
+$$;
+
+-- Runs the engine in this backend. plan_cache_mode is set (and so restored
+-- on exit) for generic plans; the engine removes exactly the hypothetical
+-- indexes and prepared statements it made.
+CREATE FUNCTION optischema._advise(p_from bigint, p_to bigint) RETURNS jsonb
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+import json
+import sys
+if '@ENGINE_DIR@' not in sys.path:
+    sys.path.insert(0, '@ENGINE_DIR@')
+from optischema_engine import (Activity, IndexActivity, Settings, TableActivity, WorkloadQuery, advise)
+from optischema_engine.db import PlpyDatabase
+
+rows = plpy.execute(plpy.prepare(
+    "SELECT w.queryid, q.query, w.calls, w.total_ms, w.rows"
+    " FROM optischema._query_window($1, $2) w JOIN optischema.queries q ON q.queryid = w.queryid",
+    ["bigint", "bigint"]), [p_from, p_to])
+workload = [WorkloadQuery(r["queryid"], r["query"], r["calls"], r["total_ms"], r["rows"]) for r in rows]
+act = json.loads(plpy.execute(plpy.prepare("SELECT optischema._activity($1, $2) AS a", ["bigint", "bigint"]),
+                              [p_from, p_to])[0]["a"])
+activity = Activity(
+    window_seconds=float(act["window_seconds"] or 0),
+    tables={int(k): TableActivity(**v) for k, v in act["tables"].items()},
+    indexes={int(k): IndexActivity(**v) for k, v in act["indexes"].items()},
+    first_snapshot_at=act["first_snapshot_at"])
+settings = Settings.from_dict(json.loads(plpy.execute("SELECT optischema._engine_settings() AS s")[0]["s"]))
+# The workload's texts name tables the way the application sees them: plan
+# them under the session's default search_path (the function's own SET
+# clause puts pg_catalog, pg_temp back on exit). pg_temp stays last.
+plpy.execute("SELECT pg_catalog.set_config('search_path', setting, true) FROM ("
+             " SELECT reset_val || ', pg_temp' AS setting FROM pg_catalog.pg_settings WHERE name = 'search_path') s")
+return json.dumps(advise(PlpyDatabase(plpy), workload, activity, settings).to_dict())
+$$;
