@@ -270,21 +270,19 @@ BEGIN
 END
 $$;
 
--- A pg_cron schedule for an interval: pg_cron's 'N seconds' below a minute,
--- otherwise the cron expression that fires every interval (rounded to what
--- cron can say: minutes dividing an hour, hours dividing a day, or daily).
+-- A pg_cron schedule for an interval: the cron expression that fires every
+-- interval, rounded to what cron can say (minutes dividing an hour, hours
+-- dividing a day, else daily). Under a minute is every minute: pg_cron before
+-- 1.5 (Debian 12 ships 1.4) has no seconds.
 CREATE FUNCTION optischema._cron_schedule(p_every interval) RETURNS text
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    s bigint := greatest(extract(epoch FROM p_every)::bigint, 1);
-    m bigint := greatest(round(s / 60.0)::bigint, 1);
-    h bigint := greatest(round(s / 3600.0)::bigint, 1);
+    m bigint := greatest(round(extract(epoch FROM p_every) / 60.0)::bigint, 1);
+    h bigint := greatest(round(extract(epoch FROM p_every) / 3600.0)::bigint, 1);
 BEGIN
-    IF s < 60 THEN
-        RETURN s || ' seconds';
-    ELSIF m < 60 THEN
+    IF m < 60 THEN
         RETURN CASE WHEN m = 1 THEN '* * * * *' ELSE format('*/%s * * * *', (SELECT max(d) FROM generate_series(1, m) d WHERE 60 % d = 0)) END;
     ELSIF h < 24 THEN
         RETURN CASE WHEN h = 1 THEN '0 * * * *' ELSE format('0 */%s * * *', (SELECT max(d) FROM generate_series(1, h) d WHERE 24 % d = 0)) END;
