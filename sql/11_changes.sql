@@ -167,7 +167,7 @@ BEGIN
     PERFORM optischema._check_index_ddl(v_ddl);
 
     -- Where the index lives: index_name may be qualified; otherwise it is in its table's schema.
-    v_parts := parse_ident(coalesce(r.index_name, ''), false);
+    v_parts := CASE WHEN coalesce(r.index_name, '') <> '' THEN parse_ident(r.index_name, false) END;
     IF cardinality(v_parts) = 2 THEN
         v_schema := v_parts[1]; v_index := v_parts[2];
     ELSE

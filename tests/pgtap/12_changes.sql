@@ -1,6 +1,6 @@
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(54);
+SELECT plan(55);
 
 CREATE TABLE public.t (a int, b int);
 INSERT INTO optischema._recommendations (key, kind, source, title, ddl, rollback_ddl, table_name, index_name, queryids) VALUES
@@ -9,6 +9,8 @@ INSERT INTO optischema._recommendations (key, kind, source, title, ddl, rollback
 ('tap:rw', 'rewrite', 'llm', 'Rewrite q', 'SELECT 1', NULL, NULL, NULL, '{}'),
 ('tap:evil', 'create_index', 'advisor', 'Evil', 'CREATE INDEX CONCURRENTLY x ON public.t (a); DROP TABLE public.t',
  'DROP INDEX CONCURRENTLY IF EXISTS public.x', 'public.t', 'x', '{}'),
+('tap:noidx', 'create_index', 'advisor', 'No index name', 'CREATE INDEX CONCURRENTLY y ON public.gone (a)',
+ 'DROP INDEX CONCURRENTLY IF EXISTS public.y', 'public.gone', NULL, '{}'),
 ('tap:b', 'create_index', 'advisor', 'Index t(b)', 'CREATE INDEX CONCURRENTLY t_b_idx ON public.t USING btree (b)',
  'DROP INDEX CONCURRENTLY IF EXISTS public.t_b_idx', 'public.t', 't_b_idx', '{}');
 SELECT id AS ra FROM optischema._recommendations WHERE key = 'tap:a' \gset
@@ -23,6 +25,8 @@ SELECT throws_ok(format('SELECT optischema.apply(%s)', :rw), '0A000',
     format('recommendation %s is a rewrite recommendation: OptiSchema only applies index changes', :rw), 'a rewrite is not applied');
 SELECT throws_ok(format('SELECT optischema.apply(%s, via => %L)', :ra, 'ssh'), '22023', NULL, 'unknown via');
 SELECT throws_ok(format('SELECT optischema.apply(%s)', :evil), '22000', NULL, 'DDL that is not one CREATE INDEX CONCURRENTLY is refused');
+SELECT throws_ok(format('SELECT optischema.apply(%s)', (SELECT id FROM optischema._recommendations WHERE key = 'tap:noidx')),
+    '42P01', NULL, 'a recommendation whose index or table cannot be resolved is refused');
 SELECT is((SELECT count(*)::int FROM optischema._changes), 0, 'no change recorded by failed calls');
 SELECT is((SELECT count(*)::int FROM optischema.jobs), 0, 'no job queued by failed calls');
 SELECT is((SELECT status FROM optischema._recommendations WHERE id = :evil), 'open', 'the refused recommendation stays open');
