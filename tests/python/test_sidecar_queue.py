@@ -155,3 +155,13 @@ def test_config_file_and_environment(db_dsn: str, tmp_path: Path) -> None:
     finally:
         sidecar.send_signal(signal.SIGTERM)
         assert sidecar.wait(60) == 0
+
+
+def test_a_job_longer_than_the_lease_is_not_taken_over(db_dsn: str, start_sidecar) -> None:
+    """Heartbeats renew the lease (5 s here) of a job that runs for longer."""
+    first = start_sidecar(worker_id="busy")
+    job_id = enqueue(db_dsn, "noop", '{"sleep": 8}')
+    wait_for(lambda: job(db_dsn, job_id)["status"] == "running", "the job to start")
+    start_sidecar(worker_id="idle")
+    done = wait_job(db_dsn, job_id)
+    assert (done["status"], done["attempts"], done["worker_id"]) == ("done", 1, first.worker_id)
