@@ -49,7 +49,7 @@ def test_two_sidecars_never_run_a_job_twice(db_dsn: str, start_sidecar) -> None:
     b = start_sidecar("--concurrency", "3", worker_id="racer-b")
     wait_for(lambda: one(db_dsn, "SELECT count(*) FROM optischema.sidecars") == 2, "both sidecars")
     with psycopg.connect(db_dsn) as conn:  # one commit: every job appears at once, for both
-        ids = [conn.execute("SELECT optischema.enqueue('noop', '{\"sleep\": 0.01}')").fetchone()[0] for _ in range(200)]
+        ids = [conn.execute("SELECT optischema.enqueue('noop', '{\"sleep\": 0.02}')").fetchone()[0] for _ in range(200)]
     wait_for(lambda: one(db_dsn, "SELECT count(*) FROM optischema.jobs WHERE status = 'done'") == len(ids),
              "all jobs done")
     jobs = rows(db_dsn, "SELECT attempts, worker_id, result->>'worker_id' AS ran_by FROM optischema.jobs")
