@@ -44,8 +44,7 @@ def recommend(conn: psycopg.Connection, job: Job, settings: Settings) -> dict[st
 
 
 def purge(conn: psycopg.Connection, job: Job, settings: Settings) -> dict[str, Any]:
-    return {"rows_purged": _scalar(conn, "SELECT optischema.purge()"),
-            "jobs_purged": _scalar(conn, "SELECT optischema._purge_jobs()")}
+    return {"rows_purged": _scalar(conn, "SELECT optischema.purge()")}
 
 
 def _change_id(job: Job) -> int:

@@ -328,39 +328,3 @@ AS $$
     WHERE s.last_snapshot_id > coalesce(p_from, 0)
       AND t.snapshot_id > coalesce(p_from, 0)
 $$;
-
--- Removes snapshot data older than the retention setting. Separate from
--- snapshot() so that capture stays fast; the sidecar or pg_cron runs it.
-CREATE FUNCTION optischema.purge() RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_cutoff bigint;
-    v_rows   bigint := 0;
-    n        bigint;
-BEGIN
-    PERFORM optischema._xact_lock('snapshot');
-    -- The newest snapshot always stays: the next one takes its deltas against it.
-    SELECT max(id) INTO v_cutoff FROM optischema.snapshots
-    WHERE taken_at < now() - optischema.setting('retention')::interval
-      AND id < (SELECT max(id) FROM optischema.snapshots);
-    IF v_cutoff IS NULL THEN
-        RETURN 0;
-    END IF;
-    -- Keep each statement's newest row at or before the cutoff: later windows
-    -- take their starting totals from it.
-    DELETE FROM optischema.query_stats x
-    WHERE x.snapshot_id <= v_cutoff
-      AND EXISTS (SELECT 1 FROM optischema.query_stats y
-                  WHERE y.queryid = x.queryid AND y.snapshot_id > x.snapshot_id AND y.snapshot_id <= v_cutoff);
-    GET DIAGNOSTICS n = ROW_COUNT; v_rows := v_rows + n;
-    DELETE FROM optischema.table_stats WHERE snapshot_id < v_cutoff;
-    GET DIAGNOSTICS n = ROW_COUNT; v_rows := v_rows + n;
-    DELETE FROM optischema.index_stats WHERE snapshot_id < v_cutoff;
-    GET DIAGNOSTICS n = ROW_COUNT; v_rows := v_rows + n;
-    DELETE FROM optischema.snapshots WHERE id < v_cutoff;
-    GET DIAGNOSTICS n = ROW_COUNT; v_rows := v_rows + n;
-    RETURN v_rows;
-END
-$$;

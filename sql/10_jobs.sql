@@ -41,17 +41,17 @@ INSERT INTO optischema.job_kinds (kind, description) VALUES
 ('verify',       'Check that the plans of the affected queries use the new index and compare timings (payload: change_id).'),
 ('snapshot',     'optischema.snapshot(), then the timing check of recently applied changes.'),
 ('recommend',    'Refresh recommendations: SELECT count(*) FROM optischema.recommend().'),
-('purge',        'optischema.purge() and removal of finished jobs older than job_retention.'),
+('purge',        'optischema.purge(): snapshot data, finished jobs and the LLM audit past their retention.'),
 ('llm_analysis', 'LLM enrichment of recommendations (optischema_sidecar.llm.analysis).'),
 ('noop',         'Does nothing: for tests, benchmarks and checking that a sidecar answers.');
 
 INSERT INTO optischema.setting_defs (key, type, default_value, min_value, max_value, allowed, description) VALUES
 ('purge_interval', 'interval', '1 hour', NULL, NULL, NULL,
- 'How often the sidecar runs retention (optischema.purge() and old jobs); 0 turns it off.'),
+ 'How often the sidecar runs retention (optischema.purge()); 0 turns it off.'),
 ('job_backoff', 'interval', '10 seconds', NULL, NULL, NULL,
  'Delay before a failed job''s first retry; doubles with every attempt, up to one hour.'),
 ('job_retention', 'interval', '30 days', NULL, NULL, NULL,
- 'Finished jobs older than this are removed by the purge job (the change log is never purged).');
+ 'purge() removes finished jobs, the LLM audit and analyses older than this (the change log is never purged).');
 
 -- Validates kind and payload, queues the job and wakes the sidecars. The
 -- notification, like the row, is only seen once the caller commits.
@@ -253,23 +253,6 @@ BEGIN
 END
 $$;
 
--- Retention for the queue itself; the purge job calls it after optischema.purge().
-CREATE FUNCTION optischema._purge_jobs() RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    n bigint;
-BEGIN
-    DELETE FROM optischema.jobs j
-    WHERE j.status IN ('done', 'failed', 'cancelled')
-      AND j.finished_at < now() - optischema.setting('job_retention')::interval;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    DELETE FROM optischema.sidecars s WHERE s.last_seen < now() - optischema.setting('job_retention')::interval;
-    RETURN n;
-END
-$$;
-
 -- A pg_cron schedule for an interval: the cron expression that fires every
 -- interval, rounded to what cron can say (minutes dividing an hour, hours
 -- dividing a day, else daily). Under a minute is every minute: pg_cron before
@@ -305,7 +288,7 @@ AS $$
                   optischema._cron_schedule(optischema.setting(s.key)::interval), s.command, current_database())
     FROM (VALUES (1, 'snapshot', 'snapshot_interval', 'SELECT optischema.snapshot(); SELECT optischema._verify_recent();'),
                  (2, 'recommend', 'recommend_interval', 'SELECT count(*) FROM optischema.recommend();'),
-                 (3, 'purge', 'purge_interval', 'SELECT optischema.purge(); SELECT optischema._purge_jobs();')) s (n, kind, key, command)
+                 (3, 'purge', 'purge_interval', 'SELECT optischema.purge()')) s (n, kind, key, command)
     WHERE optischema.setting(s.key)::interval > interval '0'
     ORDER BY s.n
 $$;

@@ -1,5 +1,5 @@
 BEGIN;
-SELECT plan(11);
+SELECT plan(13);
 
 -- cancel_job
 SELECT optischema.enqueue('noop') AS j \gset
@@ -23,7 +23,11 @@ SELECT is((SELECT count(*)::int FROM optischema._schedule_due()), 2, 'an interva
 
 -- purge of old jobs
 UPDATE optischema.jobs SET status = 'done', finished_at = now() - interval '31 days';
-SELECT is(optischema._purge_jobs(), 2::bigint, 'finished jobs older than job_retention are removed');
+SELECT is(optischema.purge(), 2::bigint, 'finished jobs older than job_retention are removed');
+INSERT INTO optischema.llm_calls (scope, model, outcome, created_at)
+VALUES ('workload', 'm', 'ok', now() - interval '40 days'), ('workload', 'm', 'ok', now());
+SELECT is(optischema.purge(), 1::bigint, 'the LLM audit older than job_retention is removed');
+SELECT is((SELECT count(*)::int FROM optischema.llm_calls), 1, 'recent calls stay');
 
 SELECT * FROM finish();
 ROLLBACK;
