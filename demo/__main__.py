@@ -5,13 +5,17 @@ every step prints what a DBA would type in psql and its answer."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
+from contextlib import contextmanager
+from collections.abc import Iterator
 
 import psycopg
 
 from bench.common import ROOT, fresh_database
 from demo import workload
+from optischema_sidecar.llm.demo import run_once as llm_demo
 
 DB = "optischema_demo"
 PSQL = "/usr/lib/postgresql/15/bin/psql"
@@ -35,6 +39,68 @@ def load(dsn: str) -> None:
                         "-f", str(ROOT / "demo" / name)],
                        check=True)
     print(f"loaded the help-desk schema and data in {time.monotonic() - t0:.1f} s")
+
+
+def scalar(dsn: str, sql: str) -> object:
+    """Runs one statement in autocommit, as psql does, and shows it."""
+    print(f"{DB}=# {sql}", flush=True)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        value = conn.execute(sql).fetchone()[0]
+    print(f" {value}\n", flush=True)
+    return value
+
+
+@contextmanager
+def sidecar(dsn: str) -> Iterator[None]:
+    """A real sidecar for the demo's database. LLM jobs are left to the demo's
+    own LLM step, which prints what it does."""
+    kinds = "apply,rollback,verify,snapshot,recommend,purge"
+    cmd = [str(ROOT / ".venv" / "bin" / "optischema-sidecar"), "--dsn", dsn, "--kinds", kinds,
+           "--metrics-port", "0", "--no-schedule", "--poll-interval", "1", "--log-level", "WARNING"]
+    print("$ optischema-sidecar --dsn ... --kinds " + kinds, flush=True)
+    proc = subprocess.Popen(cmd)
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            deadline = time.monotonic() + 60
+            while not conn.execute("SELECT count(*) FROM optischema.sidecars").fetchone()[0]:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("the sidecar did not start; see its output above")
+                time.sleep(0.2)
+        yield
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+
+
+def change_loop(dsn: str) -> None:
+    with psycopg.connect(dsn) as conn:
+        rec = conn.execute("SELECT id FROM optischema.recommendations WHERE status = 'open'"
+                           " AND kind = 'create_index' ORDER BY score DESC LIMIT 1").fetchone()
+    if rec is None:
+        print("no index to apply")
+        return
+    rec_id = rec[0]
+    with sidecar(dsn):
+        step(f"Apply recommendation {rec_id}: the sidecar runs CREATE INDEX CONCURRENTLY at top level")
+        change = scalar(dsn, f"SELECT optischema.apply({rec_id})")
+        psql(dsn, f"CALL optischema.wait({change})")
+        psql(dsn, "SELECT id, action, outcome, round(duration_ms::numeric, 1) AS ms, plan_check, executed_by, ddl"
+                  f" FROM optischema.changes WHERE id = {change}")
+
+        step("The application runs on; measured before and after")
+        # The measured "after" starts at the first snapshot taken once the index exists.
+        psql(dsn, "SELECT optischema.snapshot()")
+        print(f"{workload.run(dsn, WORKLOAD_SECONDS / 2)} statements")
+        psql(dsn, "SELECT optischema.snapshot()")
+        psql(dsn, f"SELECT * FROM optischema.verify({rec_id})")
+
+        step("Roll it back")
+        change = scalar(dsn, f"SELECT optischema.rollback({rec_id})")
+        psql(dsn, f"CALL optischema.wait({change})")
+        psql(dsn, "SELECT c.id, c.action, c.outcome, round(c.duration_ms::numeric, 1) AS ms, r.status AS recommendation, c.ddl"
+                  " FROM optischema.changes c JOIN optischema.recommendations r ON r.id = c.recommendation_id"
+                  " ORDER BY c.id")
+        psql(dsn, "SELECT * FROM optischema.health() WHERE \"check\" = 'sidecar heartbeat'")
 
 
 def main() -> None:
@@ -67,6 +133,10 @@ def main() -> None:
         psql(dsn, "SELECT id, kind, title, ddl FROM optischema.recommend()")
         psql(dsn, "SELECT id, rollback_ddl, jsonb_pretty(benefit -> 'queries') AS per_query"
                   " FROM optischema.recommendations WHERE status = 'open' ORDER BY score DESC LIMIT 1")
+        change_loop(dsn)
+
+    step("LLM analyses (any OpenAI-compatible endpoint; the model's proposals are checked, never run)")
+    llm_demo(dsn)
 
 
 if __name__ == "__main__":
