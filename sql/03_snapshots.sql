@@ -167,20 +167,7 @@ BEGIN
             FROM %1$I.pg_stat_statements(false) p
             WHERE p.dbid = $1 AND p.toplevel AND p.queryid IS NOT NULL
             GROUP BY p.queryid
-        ), new_ids AS (
-            SELECT c.queryid FROM cur c
-            WHERE NOT EXISTS (SELECT 1 FROM optischema.queries q WHERE q.queryid = c.queryid)
-        ), texts AS (
-            SELECT DISTINCT ON (p.queryid) p.queryid, p.query, p.query ~* '\moptischema\s*\.' AS own
-            FROM %1$I.pg_stat_statements(true) p
-            WHERE EXISTS (SELECT 1 FROM new_ids)
-              AND p.dbid = $1 AND p.toplevel AND p.queryid IN (SELECT queryid FROM new_ids)
-            ORDER BY p.queryid
-        ), ins_texts AS (
-            INSERT INTO optischema.queries (queryid, query, own, first_seen)
-            SELECT queryid, query, own, $3 FROM texts
-            ON CONFLICT (queryid) DO NOTHING
-        ), d AS (
+        ), j AS (
             SELECT c.*, s.queryid IS NOT NULL AS known,
                    CASE WHEN s.queryid IS NULL OR $2 OR c.calls < s.pgss_calls THEN 0 ELSE 1 END AS k,
                    coalesce(s.pgss_calls, 0) AS pgss_calls, coalesce(s.pgss_total_ms, 0) AS pgss_total_ms,
@@ -190,12 +177,28 @@ BEGIN
                    coalesce(s.rows, 0) AS r_rows, coalesce(s.blks_hit, 0) AS r_blks_hit,
                    coalesce(s.blks_read, 0) AS r_blks_read, coalesce(s.temp_blks_written, 0) AS r_temp_blks
             FROM cur c
-            LEFT JOIN optischema.queries q ON q.queryid = c.queryid
-            LEFT JOIN texts t ON t.queryid = c.queryid
             LEFT JOIN optischema._query_state s ON s.queryid = c.queryid
+        ), unknown AS (
+            -- Not in the state: never seen, OptiSchema's own (never in the state), or new again.
+            SELECT j.queryid, q.queryid IS NULL AS is_new, q.own
+            FROM j LEFT JOIN optischema.queries q ON q.queryid = j.queryid
+            WHERE NOT j.known
+        ), texts AS (
+            SELECT DISTINCT ON (p.queryid) p.queryid, p.query, p.query ~* '\moptischema\s*\.' AS own
+            FROM %1$I.pg_stat_statements(true) p
+            WHERE EXISTS (SELECT 1 FROM unknown u WHERE u.is_new)
+              AND p.dbid = $1 AND p.toplevel AND p.queryid IN (SELECT u.queryid FROM unknown u WHERE u.is_new)
+            ORDER BY p.queryid
+        ), ins_texts AS (
+            INSERT INTO optischema.queries (queryid, query, own, first_seen)
+            SELECT queryid, query, own, $3 FROM texts
+            ON CONFLICT (queryid) DO NOTHING
+        ), d AS (
+            SELECT j.* FROM j WHERE j.known AND (j.calls <> j.pgss_calls OR $2)
+            UNION ALL
             -- no text (the entry went between the two reads): wait for the next snapshot
-            WHERE NOT coalesce(q.own, t.own, true)
-              AND (s.queryid IS NULL OR c.calls <> s.pgss_calls OR $2)
+            SELECT j.* FROM j JOIN unknown u ON u.queryid = j.queryid LEFT JOIN texts t ON t.queryid = j.queryid
+            WHERE NOT coalesce(u.own, t.own, true)
         ), n AS (
             SELECT d.queryid, d.known, d.calls, d.total_ms, d.rows, d.blks_hit, d.blks_read, d.temp_blks,
                    d.r_calls     + d.calls     - d.k * d.pgss_calls     AS t_calls,
@@ -224,9 +227,8 @@ BEGIN
             SELECT n.queryid, n.t_calls, n.t_total_ms, n.t_rows, n.t_blks_hit, n.t_blks_read, n.t_temp_blks, $3
             FROM n
             ORDER BY n.queryid      -- in index order: each leaf page is visited once
-            RETURNING 1
         )
-        SELECT (SELECT count(*)::integer FROM cur), (SELECT count(*)::integer FROM ins),
+        SELECT (SELECT count(*)::integer FROM cur), (SELECT count(*)::integer FROM n),
                (SELECT count(*)::integer FROM texts)$q$, pgss)
         INTO v_seen, v_changed, v_new USING v_db, v_restart, v_id;
 
