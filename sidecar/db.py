@@ -1,6 +1,9 @@
 """Connections to the monitored databases."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
@@ -37,3 +40,21 @@ def error_text(e: Exception) -> str:
             text += f" (hint: {e.diag.message_hint})"
         return text
     return str(e).strip() or type(e).__name__
+
+
+@contextmanager
+def own_prepared_statements(conn: psycopg.Connection) -> Iterator[None]:
+    """Keeps the connection safe for the engine's PREPAREd what-if statements.
+
+    psycopg prepares frequent queries by itself, and once it has, a ROLLBACK
+    (including ROLLBACK TO SAVEPOINT, which every failed what-if step ends with)
+    makes it send DEALLOCATE ALL: the engine's prepared statements would vanish
+    mid-check. For the length of the block, psycopg's are dropped and it prepares
+    no more."""
+    saved = conn.prepare_threshold
+    conn.prepare_threshold = None
+    conn.execute("DEALLOCATE ALL")          # psycopg sees it and forgets its own as well
+    try:
+        yield
+    finally:
+        conn.prepare_threshold = saved

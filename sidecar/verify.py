@@ -9,64 +9,45 @@ import logging
 from typing import Any
 
 import psycopg
+from optischema_engine.db import PsycopgDatabase
+from optischema_engine.plans import index_names
+from optischema_engine.sqltext import single_statement
+from optischema_engine.whatif import Unplannable, WhatIf
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from .db import own_prepared_statements
+
 log = logging.getLogger(__name__)
 
-_STATEMENT = "optischema_plan_check"
 
-
-def _index_names(plan: Any) -> set[str]:
-    """Every "Index Name" in an EXPLAIN (FORMAT JSON) plan tree."""
-    found: set[str] = set()
-    stack = [plan]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            if isinstance(node.get("Index Name"), str):
-                found.add(node["Index Name"])
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return found
-
-
-def _deallocate(conn: psycopg.Connection) -> None:
-    # Prepared statements outlive the rolled-back transaction they were made in.
-    if conn.execute("SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE name = %s", (_STATEMENT,)).fetchone():
-        conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(_STATEMENT)))
-
-
-def explain_generic(conn: psycopg.Connection, query: str, schema: str) -> tuple[Any | None, str | None]:
-    """(plan, None), or (None, why the text could not be re-planned). Runs in
-    a read-only transaction that is rolled back, as the sidecar's role."""
+def explain_generic(conn: psycopg.Connection, query: str, schema: str) -> tuple[dict | None, str | None]:
+    """(top plan node, None), or (None, why the text could not be re-planned).
+    The engine's own what-if planning (one PREPARE/EXPLAIN path for the advisor
+    and the sidecar), in a read-only transaction that is rolled back, as the
+    sidecar's role."""
+    reason = single_statement(query)
+    if reason is not None:
+        return None, reason
     path = sql.SQL("{}, public").format(sql.Identifier(schema)).as_string(conn)
     try:
-        with conn.transaction(force_rollback=True):
+        with own_prepared_statements(conn), conn.transaction(force_rollback=True):
             conn.execute("SET LOCAL transaction_read_only = on")
-            conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
             conn.execute("SET LOCAL statement_timeout = '10s'")
             conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)", (path,))
-            # prepare=True: sent with the extended protocol, which refuses a
-            # text holding a second statement instead of running it.
-            conn.execute(sql.SQL("PREPARE {} AS {}").format(sql.Identifier(_STATEMENT), sql.SQL(query)), prepare=True)
-            row = conn.execute("SELECT pg_catalog.cardinality(parameter_types) FROM pg_catalog.pg_prepared_statements"
-                               " WHERE name = %s", (_STATEMENT,)).fetchone()
-            nulls = sql.SQL(", ").join([sql.NULL] * (row[0] if row else 0))
-            explain = sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE {}").format(sql.Identifier(_STATEMENT))
-            if row and row[0]:
-                explain = sql.SQL("{}({})").format(explain, nulls)
-            plan = conn.execute(explain).fetchone()[0]
+            wi = WhatIf(PsycopgDatabase(conn))
+            try:
+                name, types = wi.prepare(query)
+                return wi.cost(name, query, [], len(types))[1][0], None
+            finally:
+                wi.close()
+    except Unplannable as e:
+        return None, str(e)
     except psycopg.Error as e:
         if conn.broken:
             raise
         return None, (e.diag.message_primary or str(e))
-    finally:
-        if not conn.broken:
-            _deallocate(conn)
-    return plan, None
 
 
 def plan_check(conn: psycopg.Connection, change_id: int) -> dict[str, Any]:
@@ -91,7 +72,7 @@ def plan_check(conn: psycopg.Connection, change_id: int) -> dict[str, Any]:
             if plan is None:
                 entry["skipped"] = reason
             else:
-                entry["uses_index"] = change["index_name"] in _index_names(plan)
+                entry["uses_index"] = change["index_name"] in index_names(plan)
                 entry["plan"] = plan
         queries.append(entry)
     explained = [q for q in queries if "uses_index" in q]

@@ -26,15 +26,9 @@ class WhatIf:
         self._used: dict[tuple, frozenset[str]] = {}
         self.last_used: frozenset[str] = frozenset()
         self._mode: str | None = None
-        rows = db.query("SELECT pg_catalog.current_setting('plan_cache_mode') AS m, ("
-                        " SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension e"
-                        " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'hypopg') AS h")
+        rows = db.query("SELECT pg_catalog.current_setting('plan_cache_mode') AS m")
         self._saved_mode = rows[0]["m"]
-        if rows[0]["h"] is None:
-            raise RuntimeError("extension hypopg is not installed in this database: CREATE EXTENSION hypopg")
-        # Schema-qualified: the workload's texts are planned under the application's
-        # search_path, where another function of the same name could come first.
-        self._hypopg = rows[0]["h"]
+        self._hypopg_schema: str | None = None
 
     # -- prepared statements -------------------------------------------------------
     def prepare(self, text: str) -> tuple[str, list[str]]:
@@ -101,6 +95,19 @@ class WhatIf:
         return self._cache[key]
 
     # -- hypothetical indexes --------------------------------------------------------
+    @property
+    def _hypopg(self) -> str:
+        """HypoPG's schema, quoted. Calls are schema-qualified: the workload's texts are
+        planned under the application's search_path, where another function of the same
+        name could come first. Plain generic plans (the sidecar's plan check) need no HypoPG."""
+        if self._hypopg_schema is None:
+            rows = self.db.query("SELECT pg_catalog.quote_ident(n.nspname) AS h FROM pg_catalog.pg_extension e"
+                                 " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'hypopg'")
+            if not rows:
+                raise RuntimeError("extension hypopg is not installed in this database: CREATE EXTENSION hypopg")
+            self._hypopg_schema = rows[0]["h"]
+        return self._hypopg_schema
+
     def activate(self, identities: dict[str, str]) -> None:
         """Make exactly these hypothetical indexes (identity -> hypopg DDL) active."""
         for ident in list(self._active):

@@ -10,11 +10,11 @@ from typing import Any
 
 import psycopg
 
+from ..db import own_prepared_statements
 from ..queue import JobError
 from . import audit, check_config, check_index, check_rewrite, client, config, prompt, store
 from .context import Target, load, targets
 from .models import ConfigProposal, ExplanationProposal, IndexProposal, Proposal, RewriteProposal
-from .session import own_prepared_statements
 from .slots import NoSlot, llm_slot
 from .verdict import Verdict
 
