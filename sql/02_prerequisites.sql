@@ -59,3 +59,17 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_advisory_xact_lock(hashtextextended('optischema.' || p_name, 0))
 $$;
+
+-- The one check of every "how many rows" argument: a clear error, with an example.
+CREATE FUNCTION optischema._check_count(p_n integer, p_min integer, p_what text, p_example text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_n IS NULL OR p_n < p_min THEN
+        RAISE EXCEPTION 'n must be % number of %, got %',
+                        CASE WHEN p_min > 0 THEN 'a positive' ELSE 'zero or a positive' END, p_what, coalesce(p_n::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example: ' || p_example || '.';
+    END IF;
+END
+$$;

@@ -23,10 +23,7 @@ BEGIN
         RAISE EXCEPTION 'since must be a positive interval, got %', coalesce(since::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value', HINT = 'For example: optischema.top_queries(''1 hour'').';
     END IF;
-    IF n IS NULL OR n < 1 THEN
-        RAISE EXCEPTION 'n must be a positive number of rows, got %', coalesce(n::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example: optischema.top_queries(''1 hour'', 20).';
-    END IF;
+    PERFORM optischema._check_count(n, 1, 'rows', 'optischema.top_queries(''1 hour'', 20)');
     v_to := optischema._refresh_snapshot();
 
     RETURN QUERY

@@ -385,10 +385,7 @@ AS $$
 DECLARE
     w record;
 BEGIN
-    IF n IS NULL OR n < 1 THEN
-        RAISE EXCEPTION 'n must be a positive number of statements, got %', coalesce(n::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM optischema._check_count(n, 1, 'statements', 'optischema.workload_context(10)');
     SELECT * INTO w FROM optischema._llm_window();
     RETURN (
         WITH qw AS (
@@ -452,10 +449,7 @@ DECLARE
     v_count  integer := 0;
     v_qid    bigint;
 BEGIN
-    IF n IS NULL OR n < 0 THEN
-        RAISE EXCEPTION 'n must be zero or a positive number of statements, got %', coalesce(n::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example: optischema.enqueue_llm_analyses(5).';
-    END IF;
+    PERFORM optischema._check_count(n, 0, 'statements', 'optischema.enqueue_llm_analyses(5)');
     IF NOT optischema.setting('llm_enabled')::boolean THEN
         RETURN 0;
     END IF;

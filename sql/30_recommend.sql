@@ -13,10 +13,7 @@ DECLARE
     v_analysis bigint;
     v_result   jsonb;
 BEGIN
-    IF n IS NULL OR n < 1 THEN
-        RAISE EXCEPTION 'n must be a positive number of rows, got %', coalesce(n::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example: SELECT * FROM optischema.recommend(20);';
-    END IF;
+    PERFORM optischema._check_count(n, 1, 'rows', 'SELECT * FROM optischema.recommend(20)');
     PERFORM optischema._hypopg_schema();
     -- One analysis at a time: two would write the same recommendations.
     PERFORM optischema._xact_lock('recommend');
