@@ -165,3 +165,23 @@ def test_a_job_longer_than_the_lease_is_not_taken_over(db_dsn: str, start_sideca
     start_sidecar(worker_id="idle")
     done = wait_job(db_dsn, job_id)
     assert (done["status"], done["attempts"], done["worker_id"]) == ("done", 1, first.worker_id)
+
+
+def test_survives_a_database_restart(db_dsn: str, start_sidecar) -> None:
+    """The whole cluster restarts under a running sidecar (the throwaway test
+    cluster: pytest runs its tests one after another, so nothing else is cut)."""
+    sidecar = start_sidecar()
+    wait_job(db_dsn, enqueue(db_dsn, "noop"))
+    subprocess.run([str(Path(__file__).resolve().parents[2] / "scripts" / "cluster.sh"), "restart"],
+                   check=True, capture_output=True)
+    after = wait_for(lambda: _try_enqueue(db_dsn), "the restarted server to accept connections")
+    done = wait_job(db_dsn, after)
+    assert done["status"] == "done" and done["worker_id"] == sidecar.worker_id
+    assert sidecar.proc.poll() is None, "the sidecar reconnected instead of exiting"
+
+
+def _try_enqueue(dsn: str) -> int | None:
+    try:
+        return enqueue(dsn, "noop")
+    except psycopg.OperationalError:
+        return None
