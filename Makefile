@@ -33,12 +33,15 @@ install-engine:
 deps:
 	scripts/deps.sh
 
-# make install, or the exact command when this user cannot write to PostgreSQL's directories.
+# make install, or, when this user cannot write to PostgreSQL's directories
+# and what is installed there is not this build, the exact command to run.
 install-checked: deps
-	@if [ -w "$$($(PG_CONFIG) --sharedir)/extension" ]; then $(MAKE) --no-print-directory install >/dev/null; \
+	@if [ -w '$(datadir)/extension' ]; then $(MAKE) --no-print-directory install >/dev/null; \
 	else $(MAKE) --no-print-directory all >/dev/null; \
-	  echo "PostgreSQL's extension directory is not writable by $$(id -un): run 'sudo make install', then repeat." >&2; \
-	  if ! diff -q extension/optischema--$(EXTVERSION).sql "$$($(PG_CONFIG) --sharedir)/extension/optischema--$(EXTVERSION).sql" >/dev/null 2>&1; then exit 1; fi; fi
+	  if ! diff -q extension/optischema--$(EXTVERSION).sql '$(datadir)/extension/optischema--$(EXTVERSION).sql' >/dev/null 2>&1 || \
+	     ! diff -rq --exclude=__pycache__ extension/optischema_engine '$(ENGINE_DIR)/optischema_engine' >/dev/null 2>&1; then \
+	    echo "PostgreSQL's directories are not writable by $$(id -un) and hold another build: run 'sudo make install', then repeat." >&2; \
+	    exit 1; fi; fi
 
 cluster-start: deps
 	scripts/cluster.sh start
