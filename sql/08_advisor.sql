@@ -12,7 +12,7 @@ INSERT INTO optischema.setting_defs (key, type, default_value, min_value, max_va
  'Calls a statement needs in the window to be analysed (one-off reports are not a workload).'),
 ('max_queries', 'integer', '50', 1, 10000, NULL,
  'Analyse at most this many read queries, heaviest first (bounds the EXPLAIN calls).'),
-('min_cost_reduction', 'numeric', '0.2', 0, 1, NULL,
+('min_cost_reduction', 'numeric', '0.1', 0, 1, NULL,
  'An index counts for a query only if the query''s estimated cost falls by this fraction.'),
 ('min_workload_gain', 'numeric', '0.01', 0, 1, NULL,
  'An index is proposed only if it lowers the workload''s estimated cost, write upkeep included, by this fraction.'),

@@ -77,6 +77,8 @@ class Usage:
     eq: list[str] = field(default_factory=list)
     in_list: list[str] = field(default_factory=list)     # equality through IN (...) / = ANY
     ordered: list[str] = field(default_factory=list)     # range, sort, group columns, in plan order
+    ranged: list[str] = field(default_factory=list)      # compared with <, <=, >, >=
+    group: list[str] = field(default_factory=list)       # GROUP BY columns, in order
     like: list[str] = field(default_factory=list)
     exprs: list[tuple[str, str]] = field(default_factory=list)
     fixed: list[tuple[str, str]] = field(default_factory=list)   # (column, constant value)
@@ -120,6 +122,7 @@ def usage_by_alias(f: PlanFacts, fixed_params: dict[int, str]) -> dict[str, Usag
                 _add(u.fixed, (left.column, right.value))
         elif c.op in RANGE_OPS and right.kind in ("param", "const"):
             _add(u.ordered, left.column)
+            _add(u.ranged, left.column)
         elif c.op in LIKE_OPS and right.kind in ("param", "const"):
             _add(u.like, left.column)
 
@@ -136,6 +139,7 @@ def usage_by_alias(f: PlanFacts, fixed_params: dict[int, str]) -> dict[str, Usag
     for g in f.group_keys:
         if g.kind == "column" and alias_of(g):
             _add(out.setdefault(alias_of(g), Usage()).ordered, g.column)
+            _add(out[alias_of(g)].group, g.column)
     return out
 
 
@@ -165,6 +169,15 @@ def for_table(table: Table, u: Usage, max_keys: int, fixed_max_fraction_ok) -> s
                 keys.add(tuple(KeyPart(c) for c in perm) + (KeyPart(o),))
             if len(ordered) > 1 and n + len(ordered) <= max_keys:     # equality prefix + full sort key
                 keys.add(tuple(KeyPart(c) for c in perm + tuple(ordered)))
+    # An aggregate over much of the table: a key of the equality columns, the group columns,
+    # then everything else the query reads (ranges last) is scanned index-only in group order,
+    # with no sort, and with DISTINCT columns already ordered within each group.
+    group = [c for c in u.group if c in cols and c not in eq]
+    if group:
+        rest = sorted((u.reads | set(u.ranged)) - set(eq) - set(group))
+        rest = [c for c in rest if c in cols and c not in u.ranged] + [c for c in rest if c in cols and c in u.ranged]
+        if len(eq) + len(group) + len(rest) <= max_keys:
+            keys.add(tuple(KeyPart(c) for c in eq + group + rest))
     out = {Candidate(table.schema, table.name, k) for k in keys}
     # INCLUDE the few other columns the query reads, so the widest key can be an index-only scan
     if eq or ordered:

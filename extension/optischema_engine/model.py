@@ -48,7 +48,7 @@ class Settings:
     """Calls a query needs in the window to be analysed (one-off reports are not a workload)."""
     max_queries: int = 50
     """Analyse at most this many queries, heaviest first (bounds EXPLAIN calls)."""
-    min_cost_reduction: float = 0.2
+    min_cost_reduction: float = 0.1
     """An index counts for a query only if the query's estimated cost falls by this fraction."""
     min_workload_gain: float = 0.01
     """An index is added (and kept) only if it lowers the workload's estimated cost (calls x plan

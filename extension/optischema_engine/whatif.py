@@ -77,8 +77,9 @@ class WhatIf:
 
     def cost(self, name: str, text: str, samples: list[list[str]], nparams: int) -> tuple[float, list[dict]]:
         """Mean total cost over the parameter samples (generic plan if none), with the
-        currently active hypothetical indexes; cached per (statement, hypothetical set)."""
-        key = (name, frozenset(self._active))
+        currently active hypothetical indexes; cached per (statement, parameter samples,
+        hypothetical set)."""
+        key = (name, tuple(tuple(args) for args in samples), frozenset(self._active))
         if key not in self._cache:
             if samples:
                 plans = [self._explain(name, args, nparams) for args in samples]

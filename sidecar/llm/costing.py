@@ -32,17 +32,15 @@ class Prepared:
 
 def prepare(db: PsycopgDatabase, wi: WhatIf, target: Target) -> Prepared:
     """Raises Unplannable when the text cannot be planned."""
-    # The generic plan says which column each parameter is compared with. It is read from
-    # its own prepared statement: WhatIf caches one cost per statement and index set.
-    generic_name, types = wi.prepare(target.query)
-    _, generic = wi.cost(generic_name, target.query, [], len(types))
+    # The generic plan says which column each parameter is compared with.
+    name, types = wi.prepare(target.query)
+    _, generic = wi.cost(name, target.query, [], len(types))
     f = facts(generic[0])
     catalog = Catalog(db)
     relids = {alias: t.oid for alias, rel in f.relations.items()
               if (t := catalog.table(rel.schema, rel.name)) is not None}
     pp = plan_params(types, f, relids, limit_params(target.query), target.rows_per_call,
                      ValueSource(db, [target.queryid], True), [target.queryid], PARAMETER_SETS)
-    name, _ = wi.prepare(target.query)
     return Prepared(name, types, pp.samples, pp.source)
 
 

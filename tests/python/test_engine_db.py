@@ -43,3 +43,35 @@ def test_engine_imports_without_psycopg():
             "import optischema_engine, optischema_engine.db; print('ok')")
     out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).resolve().parents[2] / "extension")], capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+class CostByArgsDb:
+    """Answers EXPLAIN with a cost that depends on the arguments: NULLs (the generic
+    plan) cost 10, anything else 99."""
+
+    def __init__(self) -> None:
+        self.explains = 0
+
+    def query(self, sql: str, params=()):
+        if sql.startswith("SELECT pg_catalog.current_setting"):
+            return [{"m": "auto"}]
+        if "pg_prepared_statements" in sql:
+            return [{"t": ["pg_catalog.int4"]}]
+        if sql.startswith("EXPLAIN"):
+            self.explains += 1
+            return [{"QUERY PLAN": [{"Plan": {"Node Type": "Result", "Total Cost": 10.0 if "(NULL)" in sql else 99.0}}]}]
+        return []
+
+    def subtransaction(self):
+        import contextlib
+        return contextlib.nullcontext()
+
+
+def test_whatif_costs_are_cached_per_parameter_set():
+    from optischema_engine.whatif import WhatIf
+    db = CostByArgsDb()
+    wi = WhatIf(db)
+    name, types = wi.prepare("SELECT $1")
+    assert wi.cost(name, "SELECT $1", [], 1)[0] == 10.0
+    assert wi.cost(name, "SELECT $1", [["1"]], 1)[0] == 99.0, "custom-plan samples are not the generic plan"
+    assert wi.cost(name, "SELECT $1", [["1"]], 1)[0] == 99.0 and db.explains == 2, "and each is cached"

@@ -115,3 +115,14 @@ def test_include_variant_for_few_extra_columns_only():
     f = facts(root(SHOP["customer_recent_orders"]["plan"]))               # reads 3 other columns: none
     assert not [c for c in for_table(table("orders", ["id", "customer_id", "created_at", "status", "total"]),
                                      usage_by_alias(f, {})["orders"], 3, lambda c, v: True) if c.include]
+
+
+def test_aggregate_gets_a_group_ordered_covering_candidate():
+    """GROUP BY status with count(DISTINCT account_id) over a date range: the key
+    (status, account_id, created_at) is scanned index-only in group order, no sort."""
+    plan = recorded_plans("aggregate_plans.json")["status_distinct_accounts"]["plan"]
+    u = usage_by_alias(facts(root(plan)), {})["tickets"]
+    t = table("tickets", ["id", "account_id", "status", "created_at", "subject"])
+    assert ("status", "account_id", "created_at") in keysets(for_table(t, u, 3, lambda c, v: True))
+    assert ("status", "account_id", "created_at") not in keysets(for_table(t, u, 2, lambda c, v: True)), \
+        "only when the whole key fits max_key_columns"
