@@ -184,7 +184,10 @@ BEGIN
             FROM j LEFT JOIN optischema.queries q ON q.queryid = j.queryid
             WHERE NOT j.known
         ), texts AS (
-            SELECT DISTINCT ON (p.queryid) p.queryid, p.query, p.query ~* '\moptischema\s*\.' AS own
+            -- OptiSchema's own: calls of its functions, and the what-if statements
+            -- its engine prepares (optischema_<run>_<n>) when run from the sidecar.
+            SELECT DISTINCT ON (p.queryid) p.queryid, p.query,
+                   p.query ~* '\moptischema(\s*\.|_[0-9a-f]{8}_[0-9]+\M)' AS own
             FROM %1$I.pg_stat_statements(true) p
             WHERE EXISTS (SELECT 1 FROM unknown u WHERE u.is_new)
               AND p.dbid = $1 AND p.toplevel AND p.queryid IN (SELECT u.queryid FROM unknown u WHERE u.is_new)

@@ -1,5 +1,5 @@
 BEGIN;
-SELECT plan(16);
+SELECT plan(17);
 
 CREATE TABLE snap_probe (a int, b text);
 INSERT INTO snap_probe SELECT g, 'x' || g FROM generate_series(1, 100) g;
@@ -18,6 +18,12 @@ SELECT ok(NOT EXISTS (SELECT 1 FROM optischema.query_stats s JOIN optischema.que
           'OptiSchema''s own statements store no figures');
 SELECT ok((SELECT bool_and(own) FROM optischema.queries WHERE query ~ 'optischema\.snapshot\('),
           'calls of optischema functions are marked as its own');
+PREPARE optischema_0123abcd_7 AS SELECT count(*) FROM snap_probe WHERE b = $1;
+EXECUTE optischema_0123abcd_7('x1');
+DEALLOCATE optischema_0123abcd_7;
+SELECT optischema.snapshot();
+SELECT is((SELECT bool_and(own) FROM optischema.queries WHERE query ~ 'optischema_0123abcd_7'), true,
+          'the what-if statements the engine prepares are its own too');
 SELECT cmp_ok((SELECT statements FROM optischema.snapshots WHERE id = :s1), '>=', 2, 'the snapshot counts the statements it saw');
 SELECT ok((SELECT duration_ms >= 0 FROM optischema.snapshots WHERE id = :s1), 'and records its own duration');
 
