@@ -20,7 +20,7 @@ INSERT INTO optischema.setting_defs (key, type, default_value, min_value, max_va
  'Planner cost units charged per index entry written by an INSERT or a non-HOT UPDATE.'),
 ('size_cost_per_mb', 'numeric', '0', 0, 1000000, NULL,
  'Cost units per workload round charged per MB of new index (0: size only breaks ties).'),
-('max_indexes_per_table', 'integer', '4', 0, 100, NULL,
+('max_indexes_per_table', 'integer', '6', 0, 100, NULL,
  'New indexes proposed per table at most.'),
 ('max_new_indexes', 'integer', '12', 0, 1000, NULL,
  'New indexes proposed in one run at most.'),

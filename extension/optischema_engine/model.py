@@ -58,7 +58,7 @@ class Settings:
     """Planner cost units charged per index entry written by an INSERT or a non-HOT UPDATE."""
     size_cost_per_mb: float = 0.0
     """Cost units per round charged per MB of new index (0: size only breaks ties)."""
-    max_indexes_per_table: int = 4
+    max_indexes_per_table: int = 6
     """New indexes proposed per table at most."""
     max_new_indexes: int = 12
     """New indexes proposed in one run at most."""

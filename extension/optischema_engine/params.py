@@ -201,8 +201,11 @@ def _order_key(value: str):
 def _pair_ranges(bound, per_param: dict[int, list[str]], source: dict[int, str], values: ValueSource,
                  queryids: list[int]) -> None:
     """pg_qualstats keeps the bounds of `col >= $2 AND col < $3` as separate constants; drawn
-    independently they make empty or huge ranges. Pair each observed lower bound with the
-    nearest observed upper bound above it (most often the one it was used with)."""
+    independently they make empty or huge ranges. Pair by rank: when each execution used a
+    window of about the same width (last 90 days, this month), the k-th smallest lower bound
+    went with the k-th smallest upper bound. Pairing each lower bound with the nearest upper
+    bound above it instead would mostly take another execution's end: far narrower ranges
+    than the workload's, which favour indexes it would never use."""
     by_column: dict[tuple[int, str], dict[str, int]] = {}
     for n, (_, relid, column, op, _) in bound.items():
         if source.get(n) == "qualstats" and op in ("<", "<=", ">", ">="):
@@ -211,12 +214,28 @@ def _pair_ranges(bound, per_param: dict[int, list[str]], source: dict[int, str],
         if set(ends) != {"low", "high"}:
             continue
         low, high = ends["low"], ends["high"]
-        highs = sorted({v for op in ("<", "<=") for v, _ in values.seen(queryids, relid, column, op)},
-                       key=_order_key)
-        paired = []
-        for lo in per_param[low]:
-            above = [h for h in highs if _order_key(h) > _order_key(lo)]
-            if above:
-                paired.append(above[0])
+        lows = pair_by_rank(
+            [v for op in (">", ">=") for v, _ in values.seen(queryids, relid, column, op)],
+            [v for op in ("<", "<=") for v, _ in values.seen(queryids, relid, column, op)])
+        paired = [lows[lo] for lo in per_param[low] if lo in lows]
         if len(paired) == len(per_param[low]):
             per_param[high] = paired
+
+
+def pair_by_rank(lows: list[str], highs: list[str]) -> dict[str, str]:
+    """Each observed lower bound -> the upper bound of the same rank (proportionally, when
+    the counts differ), or the nearest one above it when that rank's is not above it."""
+    lows = sorted(set(lows), key=_order_key)
+    highs = sorted(set(highs), key=_order_key)
+    out: dict[str, str] = {}
+    if not highs:
+        return out
+    for k, lo in enumerate(lows):
+        h = highs[round(k * (len(highs) - 1) / max(len(lows) - 1, 1))]
+        if _order_key(h) <= _order_key(lo):
+            above = [x for x in highs if _order_key(x) > _order_key(lo)]
+            if not above:
+                continue
+            h = above[0]
+        out[lo] = h
+    return out

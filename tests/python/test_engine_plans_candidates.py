@@ -126,3 +126,14 @@ def test_aggregate_gets_a_group_ordered_covering_candidate():
     assert ("status", "account_id", "created_at") in keysets(for_table(t, u, 3, lambda c, v: True))
     assert ("status", "account_id", "created_at") not in keysets(for_table(t, u, 2, lambda c, v: True)), \
         "only when the whole key fits max_key_columns"
+
+
+def test_range_bounds_are_paired_by_rank():
+    """Executions over 90-day windows: the nearest upper bound above a start date is mostly
+    another execution's end; the same rank is the execution's own."""
+    from optischema_engine.params import pair_by_rank
+    starts = ["2024-07-05", "2024-07-20", "2024-08-11", "2024-09-17"]
+    ends = ["2024-10-03", "2024-10-18", "2024-11-09", "2024-12-16"]
+    assert pair_by_rank(starts, ends) == dict(zip(starts, ends))
+    assert pair_by_rank(["5", "50"], ["1", "60"]) == {"5": "60", "50": "60"}, "never an empty range"
+    assert pair_by_rank(["5"], []) == {}
