@@ -2,11 +2,11 @@
 -- preloaded. Every reader goes through _pgss_schema(), which fails with the
 -- exact fix instead of pg_stat_statements' own less helpful message.
 
-CREATE FUNCTION optischema._pgss_preloaded() RETURNS boolean
+CREATE FUNCTION optischema._preloaded(p_library text) RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT 'pg_stat_statements' = ANY (string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ','))
+    SELECT p_library = ANY (string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ','))
 $$;
 
 CREATE FUNCTION optischema._pgss_schema() RETURNS name
@@ -16,7 +16,7 @@ AS $$
 DECLARE
     s name;
 BEGIN
-    IF NOT optischema._pgss_preloaded() THEN
+    IF NOT optischema._preloaded('pg_stat_statements') THEN
         RAISE EXCEPTION 'pg_stat_statements is not loaded: OptiSchema cannot see the workload'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Add to postgresql.conf: shared_preload_libraries = ''pg_stat_statements'' (keep any libraries already listed), then restart PostgreSQL.';

@@ -7,7 +7,7 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_preloaded boolean := optischema._pgss_preloaded();
+    v_preloaded boolean := optischema._preloaded('pg_stat_statements');
     v_pgss      name := (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
                          WHERE e.extname = 'pg_stat_statements');
     v_last      optischema.snapshots;
@@ -95,7 +95,7 @@ BEGIN
     RETURN NEXT;
 
     "check" := 'pg_cron';
-    ok := 'pg_cron' = ANY (string_to_array(replace(v_preload, ' ', ''), ','));
+    ok := optischema._preloaded('pg_cron');
     detail := CASE WHEN ok THEN 'preloaded; jobs live in database ' || coalesce(current_setting('cron.database_name', true), 'postgres')
                    ELSE 'not preloaded (optional: the sidecar schedules snapshots instead)' END;
     fix := CASE WHEN NOT ok THEN format('postgresql.conf: shared_preload_libraries = ''%s'' and cron.database_name = ''postgres'', restart, then in that database: CREATE EXTENSION pg_cron;',
