@@ -1,5 +1,6 @@
-"""The change loop when things go wrong: a lock that does not go away, and a
-sidecar killed in the middle of CREATE INDEX CONCURRENTLY."""
+"""The change loop when things go wrong: a lock that does not go away, a build
+that outlasts its statement timeout, and a sidecar killed in the middle of
+CREATE INDEX CONCURRENTLY."""
 from __future__ import annotations
 
 import psycopg
@@ -60,3 +61,22 @@ def test_a_sidecar_killed_mid_build_is_taken_over(db_dsn: str, start_sidecar) ->
     assert one(db_dsn, "SELECT count(*) FROM pg_stat_activity WHERE query = %s AND state = 'active'", (ddl,)) == 0
     assert second.proc.poll() is None
     assert rows(db_dsn, "SELECT worker_id FROM optischema.sidecars ORDER BY 1") == [{"worker_id": "doomed"}, {"worker_id": "heir"}]
+
+
+def test_statement_timeout_fails_the_build_and_removes_what_it_left(db_dsn: str, start_sidecar) -> None:
+    """ddl_statement_timeout bounds the build; a cancelled CREATE INDEX CONCURRENTLY leaves
+    an INVALID index, which the executor drops. (1 ms is far below what building an index
+    on 200,000 rows takes, whatever the machine.)"""
+    create_table(db_dsn, n=200_000)
+    one(db_dsn, "SELECT optischema.set_setting('ddl_statement_timeout', '1ms')")
+    rec = recommendation(db_dsn)
+    start_sidecar()
+    failed = wait_change(db_dsn, one(db_dsn, "SELECT optischema.apply(%s)", (rec,)))
+    assert failed["outcome"] == "failed" and "statement timeout" in failed["error"]
+    assert one(db_dsn, "SELECT status FROM optischema.recommendations WHERE id = %s", (rec,)) == "failed"
+    wait_for(lambda: indexes(db_dsn) == [], "no index left behind, valid or not")
+
+    one(db_dsn, "SELECT optischema.reset_setting('ddl_statement_timeout')")
+    again = wait_change(db_dsn, one(db_dsn, "SELECT optischema.apply(%s)", (rec,)))
+    assert again["outcome"] == "succeeded"
+    assert indexes(db_dsn) == [{"name": "t_a_idx", "valid": True}]
