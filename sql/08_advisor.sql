@@ -50,6 +50,24 @@ CREATE TABLE optischema.analyses (
 SELECT pg_catalog.pg_extension_config_dump('optischema.analyses', '');
 SELECT pg_catalog.pg_extension_config_dump('optischema.analyses_id_seq', '');
 
+-- The workload window every analysis reads (recommend(), the LLM's context
+-- and queue): from the snapshot before now - analysis_window to the latest,
+-- and how long that is (without a snapshot before it, since the first one).
+CREATE FUNCTION optischema._analysis_window(OUT p_from bigint, OUT p_to bigint, OUT seconds double precision)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH w AS (
+        SELECT optischema._snapshot_before(pg_catalog.now() - optischema.setting('analysis_window')::interval) AS f,
+               (SELECT max(s.id) FROM optischema.snapshots s) AS t
+    )
+    SELECT w.f, w.t,
+           extract(epoch FROM (SELECT s.taken_at FROM optischema.snapshots s WHERE s.id = w.t)
+                            - coalesce((SELECT s.taken_at FROM optischema.snapshots s WHERE s.id = w.f),
+                                       (SELECT min(s.taken_at) FROM optischema.snapshots s)))::double precision
+    FROM w
+$$;
+
 -- The engine's settings: every setting, typed (intervals as <key>_s seconds).
 CREATE FUNCTION optischema._engine_settings() RETURNS jsonb
 LANGUAGE sql STABLE

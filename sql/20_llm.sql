@@ -160,22 +160,6 @@ AS $$
            NOT IN ('select', 'insert', 'update', 'delete', 'with', 'values', 'table', 'merge')
 $$;
 
--- The analysis window: (first snapshot id excluded, last snapshot id, seconds covered).
-CREATE FUNCTION optischema._llm_window(OUT p_from bigint, OUT p_to bigint, OUT seconds double precision)
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    WITH w AS (
-        SELECT optischema._snapshot_before(pg_catalog.now() - optischema.setting('analysis_window')::interval) AS f,
-               (SELECT max(s.id) FROM optischema.snapshots s) AS t
-    )
-    SELECT w.f, w.t,
-           extract(epoch FROM (SELECT s.taken_at FROM optischema.snapshots s WHERE s.id = w.t)
-                            - coalesce((SELECT s.taken_at FROM optischema.snapshots s WHERE s.id = w.f),
-                                       (SELECT min(s.taken_at) FROM optischema.snapshots s)))::double precision
-    FROM w
-$$;
-
 -- Planner-relevant settings, as the server shows them (with units).
 CREATE FUNCTION optischema._llm_settings() RETURNS jsonb
 LANGUAGE sql STABLE
@@ -347,7 +331,7 @@ BEGIN
           AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'optischema', 'pg_toast');
     END IF;
 
-    SELECT * INTO w FROM optischema._llm_window();
+    SELECT * INTO w FROM optischema._analysis_window();
     SELECT jsonb_build_object(
                'window_seconds', round(w.seconds::numeric),
                'calls', x.calls,
@@ -386,7 +370,7 @@ DECLARE
     w record;
 BEGIN
     PERFORM optischema._check_count(n, 1, 'statements', 'optischema.workload_context(10)');
-    SELECT * INTO w FROM optischema._llm_window();
+    SELECT * INTO w FROM optischema._analysis_window();
     RETURN (
         WITH qw AS (
             SELECT x.*, q.query, x.calls >= optischema.setting('min_calls')::bigint AS repeated
@@ -455,7 +439,7 @@ BEGIN
     END IF;
     -- two callers at once (recommend() and the schedule) must not enqueue twice
     PERFORM optischema._xact_lock('enqueue_llm_analyses');
-    SELECT * INTO w FROM optischema._llm_window();
+    SELECT * INTO w FROM optischema._analysis_window();
 
     FOR v_qid IN
         SELECT x.queryid

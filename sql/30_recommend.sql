@@ -18,8 +18,8 @@ BEGIN
     -- One analysis at a time: two would write the same recommendations.
     PERFORM optischema._xact_lock('recommend');
     -- The analysis covers the workload up to now, not up to the last scheduled snapshot.
-    v_to := optischema.snapshot();
-    v_from := optischema._snapshot_before(now() - optischema.setting('analysis_window')::interval);
+    PERFORM optischema.snapshot();
+    SELECT w.p_from, w.p_to INTO v_from, v_to FROM optischema._analysis_window() w;
     INSERT INTO optischema.analyses (from_snapshot, to_snapshot) VALUES (v_from, v_to) RETURNING id INTO v_analysis;
 
     v_result := optischema._advise(v_from, v_to);
