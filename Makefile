@@ -1,11 +1,17 @@
 # OptiSchema: build and install the extension with PGXS, plus the project's
 # own targets (deps, demo, test, bench). See README.md.
 
-EXTVERSION   = 0.1.0
+# The version lives in the control file; everything else reads it from there.
+EXTVERSION  := $(shell sed -n "s/^default_version = '\([^']*\)'/\1/p" extension/optischema.control)
 PG_CONFIG   ?= /usr/lib/postgresql/15/bin/pg_config
 MODULEDIR    = extension
-DATA         = extension/optischema.control $(wildcard extension/optischema--*--*.sql)
-DATA_built   = extension/optischema--$(EXTVERSION).sql
+SQL_SOURCES  = $(sort $(wildcard sql/*.sql))
+# Released scripts, frozen (sql/releases/), and the upgrades into this version
+# (sql/upgrades/A--$(EXTVERSION).sql), built from their steps and sql/.
+FROZEN       = $(patsubst sql/releases/%,extension/%,$(wildcard sql/releases/optischema--*.sql))
+UPGRADES     = $(patsubst sql/upgrades/%,extension/optischema--%,$(wildcard sql/upgrades/*--$(EXTVERSION).sql))
+DATA         = extension/optischema.control
+DATA_built   = extension/optischema--$(EXTVERSION).sql $(FROZEN) $(UPGRADES)
 EXTRA_CLEAN  = $(DATA_built)
 
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
@@ -13,20 +19,31 @@ ifneq ($(PGXS),)
 include $(PGXS)
 endif
 
-# PL/Python imports the engine package from here; the built script names it.
-ENGINE_DIR = $(datadir)/optischema
-SQL_SOURCES = $(sort $(wildcard sql/*.sql))
+# PL/Python imports the engine of its own version from ENGINE_BASE/<version>
+# (0.1.0 from ENGINE_BASE itself). Versions before this one get an engine that
+# only says to run ALTER EXTENSION optischema UPDATE: no database runs the SQL
+# of one version with the engine of another.
+ENGINE_BASE  = $(datadir)/optischema
+OLD_VERSIONS = $(filter-out $(EXTVERSION),$(patsubst sql/releases/optischema--%.sql,%,$(filter-out %--%--%,$(wildcard sql/releases/optischema--*.sql))))
+BUILD_SQL    = ENGINE_BASE='$(ENGINE_BASE)' EXTVERSION='$(EXTVERSION)' scripts/build-sql.sh
 
-extension/optischema--$(EXTVERSION).sql: $(SQL_SOURCES)
-	{ echo '-- Built from sql/*.sql by make; edit those, not this file.'; \
-	  printf '%s\n' '\echo Use "CREATE EXTENSION optischema CASCADE" to load this file. \quit'; \
-	  for f in $(SQL_SOURCES); do echo; echo "-- $$f"; cat $$f; done; } \
-	| sed -e 's|@ENGINE_DIR@|$(ENGINE_DIR)|g' > $@
+extension/optischema--$(EXTVERSION).sql: $(SQL_SOURCES) scripts/build-sql.sh
+	$(BUILD_SQL) install $@
+$(UPGRADES): extension/optischema--%.sql: sql/upgrades/%.sql $(SQL_SOURCES) scripts/build-sql.sh
+	$(BUILD_SQL) upgrade $@ $<
+$(FROZEN): extension/%.sql: sql/releases/%.sql scripts/build-sql.sh
+	$(BUILD_SQL) frozen $@ $<
 
 install: install-engine
 install-engine:
-	$(MKDIR_P) '$(DESTDIR)$(ENGINE_DIR)/optischema_engine'
-	$(INSTALL_DATA) extension/optischema_engine/*.py '$(DESTDIR)$(ENGINE_DIR)/optischema_engine/'
+	rm -rf '$(DESTDIR)$(ENGINE_BASE)/$(EXTVERSION)'
+	$(MKDIR_P) '$(DESTDIR)$(ENGINE_BASE)/$(EXTVERSION)/optischema_engine'
+	$(INSTALL_DATA) extension/optischema_engine/*.py '$(DESTDIR)$(ENGINE_BASE)/$(EXTVERSION)/optischema_engine/'
+	for v in $(OLD_VERSIONS); do \
+	  d='$(DESTDIR)$(ENGINE_BASE)'/$$( [ "$$v" = 0.1.0 ] || echo "$$v/" )optischema_engine; \
+	  rm -rf "$$d" && $(MKDIR_P) "$$d" && \
+	  sed -e "s|@EXTVERSION@|$(EXTVERSION)|g" -e "s|@OLDVERSION@|$$v|g" extension/retired_engine.py > "$$d/__init__.py"; \
+	done
 
 .PHONY: deps install-engine install-checked demo test bench cluster-start cluster-stop
 
@@ -38,8 +55,9 @@ deps:
 install-checked: deps
 	@if [ -w '$(datadir)/extension' ]; then $(MAKE) --no-print-directory install >/dev/null; \
 	else $(MAKE) --no-print-directory all >/dev/null; \
-	  if ! diff -q extension/optischema--$(EXTVERSION).sql '$(datadir)/extension/optischema--$(EXTVERSION).sql' >/dev/null 2>&1 || \
-	     ! diff -rq --exclude=__pycache__ extension/optischema_engine '$(ENGINE_DIR)/optischema_engine' >/dev/null 2>&1; then \
+	  for f in $(DATA_built); do diff -q $$f '$(datadir)/extension/'$$(basename $$f) >/dev/null 2>&1 || stale=1; done; \
+	  diff -rq --exclude=__pycache__ extension/optischema_engine '$(ENGINE_BASE)/$(EXTVERSION)/optischema_engine' >/dev/null 2>&1 || stale=1; \
+	  if [ -n "$$stale" ]; then \
 	    echo "PostgreSQL's directories are not writable by $$(id -un) and hold another build: run 'sudo make install', then repeat." >&2; \
 	    exit 1; fi; fi
 

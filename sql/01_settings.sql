@@ -3,7 +3,7 @@
 -- The view optischema.settings shows both; optischema.set_setting() writes,
 -- validating key and value, so a typo is an error and not a silent no-op.
 
-CREATE TABLE optischema.setting_defs (
+CREATE TABLE IF NOT EXISTS optischema.setting_defs (
     key         text PRIMARY KEY,
     type        text NOT NULL CHECK (type IN ('interval', 'integer', 'numeric', 'boolean', 'text')),
     default_value text NOT NULL,
@@ -13,7 +13,7 @@ CREATE TABLE optischema.setting_defs (
     description text NOT NULL
 );
 
-CREATE TABLE optischema.settings_set (
+CREATE TABLE IF NOT EXISTS optischema.settings_set (
     key     text PRIMARY KEY REFERENCES optischema.setting_defs (key),
     value   text NOT NULL,
     set_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -31,10 +31,12 @@ INSERT INTO optischema.setting_defs (key, type, default_value, min_value, max_va
 ('recommend_interval', 'interval', '1 hour', NULL, NULL, NULL,
  'How often the sidecar refreshes recommendations.'),
 ('analysis_window', 'interval', '7 days', NULL, NULL, NULL,
- 'Workload window recommend() analyses.');
+ 'Workload window recommend() analyses.')
+ON CONFLICT (key) DO UPDATE SET (type, default_value, min_value, max_value, allowed, description)
+    = (EXCLUDED.type, EXCLUDED.default_value, EXCLUDED.min_value, EXCLUDED.max_value, EXCLUDED.allowed, EXCLUDED.description);
 
 -- Raises a clear error unless value is valid for key; returns the value in its canonical text form.
-CREATE FUNCTION optischema._check_setting(p_key text, p_value text) RETURNS text
+CREATE OR REPLACE FUNCTION optischema._check_setting(p_key text, p_value text) RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -82,14 +84,14 @@ BEGIN
 END
 $$;
 
-CREATE VIEW optischema.settings AS
+CREATE OR REPLACE VIEW optischema.settings AS
 SELECT d.key, coalesce(s.value, d.default_value) AS value, d.default_value, d.type,
        d.description, s.set_at, s.set_by
 FROM optischema.setting_defs d
 LEFT JOIN optischema.settings_set s USING (key);
 
 -- The effective value of a setting (errors on an unknown key).
-CREATE FUNCTION optischema.setting(p_key text) RETURNS text
+CREATE OR REPLACE FUNCTION optischema.setting(p_key text) RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -100,7 +102,7 @@ AS $$
     LEFT JOIN optischema.settings_set s USING (key)
 $$;
 
-CREATE FUNCTION optischema.set_setting(p_key text, p_value text) RETURNS text
+CREATE OR REPLACE FUNCTION optischema.set_setting(p_key text, p_value text) RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -113,7 +115,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION optischema.reset_setting(p_key text) RETURNS text
+CREATE OR REPLACE FUNCTION optischema.reset_setting(p_key text) RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$

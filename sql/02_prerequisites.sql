@@ -2,14 +2,14 @@
 -- preloaded. Every reader goes through _pgss_schema(), which fails with the
 -- exact fix instead of pg_stat_statements' own less helpful message.
 
-CREATE FUNCTION optischema._preloaded(p_library text) RETURNS boolean
+CREATE OR REPLACE FUNCTION optischema._preloaded(p_library text) RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT p_library = ANY (string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ','))
 $$;
 
-CREATE FUNCTION optischema._pgss_schema() RETURNS name
+CREATE OR REPLACE FUNCTION optischema._pgss_schema() RETURNS name
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -33,7 +33,7 @@ END
 $$;
 
 -- Where HypoPG lives, or a clear error; recommend() needs it.
-CREATE FUNCTION optischema._hypopg_schema() RETURNS name
+CREATE OR REPLACE FUNCTION optischema._hypopg_schema() RETURNS name
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -53,7 +53,7 @@ $$;
 
 -- Serializes work that must not overlap across sessions and sidecars (a
 -- database lock: no process-local state), released at transaction end.
-CREATE FUNCTION optischema._xact_lock(p_name text) RETURNS void
+CREATE OR REPLACE FUNCTION optischema._xact_lock(p_name text) RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -61,7 +61,7 @@ AS $$
 $$;
 
 -- The one check of every "how many rows" argument: a clear error, with an example.
-CREATE FUNCTION optischema._check_count(p_n integer, p_min integer, p_what text, p_example text) RETURNS void
+CREATE OR REPLACE FUNCTION optischema._check_count(p_n integer, p_min integer, p_what text, p_example text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$

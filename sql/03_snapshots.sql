@@ -8,7 +8,7 @@
 -- of two rows per statement (_query_window), so reading a day of 5-minute
 -- snapshots costs two index probes per statement, not a scan of the day.
 
-CREATE TABLE optischema.snapshots (
+CREATE TABLE IF NOT EXISTS optischema.snapshots (
     id              bigserial PRIMARY KEY,
     taken_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
     duration_ms     double precision,
@@ -20,10 +20,10 @@ CREATE TABLE optischema.snapshots (
     reset_detected  boolean NOT NULL DEFAULT false,
     evicted         bigint NOT NULL DEFAULT 0   -- entries pg_stat_statements evicted since the previous snapshot
 );
-CREATE INDEX snapshots_taken_at_idx ON optischema.snapshots (taken_at);
+CREATE INDEX IF NOT EXISTS snapshots_taken_at_idx ON optischema.snapshots (taken_at);
 
 -- Normalized text of each statement, stored once.
-CREATE TABLE optischema.queries (
+CREATE TABLE IF NOT EXISTS optischema.queries (
     queryid     bigint PRIMARY KEY,
     query       text NOT NULL,
     own         boolean NOT NULL,       -- OptiSchema's own statements: counted nowhere
@@ -31,7 +31,7 @@ CREATE TABLE optischema.queries (
 );
 
 -- Running totals; the narrow row (88 bytes + its index entry) is the point.
-CREATE TABLE optischema.query_stats (
+CREATE TABLE IF NOT EXISTS optischema.query_stats (
     queryid           bigint NOT NULL,
     calls             bigint NOT NULL,
     total_ms          double precision NOT NULL,
@@ -45,7 +45,7 @@ CREATE TABLE optischema.query_stats (
 
 -- Per statement: pg_stat_statements' counters at the last snapshot (the next
 -- delta is taken against them) and the running totals they led to.
-CREATE TABLE optischema._query_state (
+CREATE TABLE IF NOT EXISTS optischema._query_state (
     queryid           bigint PRIMARY KEY,
     last_snapshot_id  integer NOT NULL,
     pgss_calls        bigint NOT NULL,
@@ -64,7 +64,7 @@ CREATE TABLE optischema._query_state (
 
 -- Table and index activity, as deltas since the previous snapshot (few rows:
 -- one per table or index that changed).
-CREATE TABLE optischema.table_stats (
+CREATE TABLE IF NOT EXISTS optischema.table_stats (
     snapshot_id         bigint NOT NULL,
     relid               oid NOT NULL,
     seq_scan            bigint NOT NULL,
@@ -78,7 +78,7 @@ CREATE TABLE optischema.table_stats (
     PRIMARY KEY (snapshot_id, relid)
 );
 
-CREATE TABLE optischema._table_state (
+CREATE TABLE IF NOT EXISTS optischema._table_state (
     relid         oid PRIMARY KEY,
     seq_scan      bigint NOT NULL,
     idx_scan      bigint NOT NULL,
@@ -88,7 +88,7 @@ CREATE TABLE optischema._table_state (
     n_tup_hot_upd bigint NOT NULL
 );
 
-CREATE TABLE optischema.index_stats (
+CREATE TABLE IF NOT EXISTS optischema.index_stats (
     snapshot_id  bigint NOT NULL,
     indexrelid   oid NOT NULL,
     relid        oid NOT NULL,
@@ -96,7 +96,7 @@ CREATE TABLE optischema.index_stats (
     PRIMARY KEY (snapshot_id, indexrelid)
 );
 
-CREATE TABLE optischema._index_state (
+CREATE TABLE IF NOT EXISTS optischema._index_state (
     indexrelid  oid PRIMARY KEY,
     idx_scan    bigint NOT NULL,
     first_seen  bigint NOT NULL     -- an index is "unused" only over windows it existed for
@@ -115,7 +115,7 @@ SELECT pg_catalog.pg_extension_config_dump('optischema._index_state', '');
 -- The planner believes pg_stat_statements() returns a couple of rows; for
 -- thousands, index probes per row and sort-based grouping cost twice what
 -- hashing does, hence the two planner settings.
-CREATE FUNCTION optischema.snapshot() RETURNS bigint
+CREATE OR REPLACE FUNCTION optischema.snapshot() RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET enable_nestloop = off
@@ -292,7 +292,7 @@ $$;
 -- Takes a snapshot unless one is younger than top_queries_refresh. Right
 -- after install, or with no scheduler running, readers of the workload would
 -- otherwise see old or no data: the earlier product's empty dashboard.
-CREATE FUNCTION optischema._refresh_snapshot() RETURNS bigint
+CREATE OR REPLACE FUNCTION optischema._refresh_snapshot() RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -312,7 +312,7 @@ $$;
 -- (p_from NULL: since the first snapshot, whose figures are pg_stat_statements'
 -- whole history at that time). The one reader of query_stats: top_queries(),
 -- the advisor's workload and the before/after checks all use it.
-CREATE FUNCTION optischema._query_window(p_from bigint, p_to bigint)
+CREATE OR REPLACE FUNCTION optischema._query_window(p_from bigint, p_to bigint)
 RETURNS TABLE (queryid bigint, calls bigint, total_ms double precision, rows bigint,
                blks_hit bigint, blks_read bigint, temp_blks_written bigint)
 LANGUAGE sql STABLE

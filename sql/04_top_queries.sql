@@ -3,14 +3,14 @@
 
 -- The snapshot a window starting at p_since begins after (NULL: the window
 -- reaches back past the first snapshot).
-CREATE FUNCTION optischema._snapshot_before(p_since timestamptz) RETURNS bigint
+CREATE OR REPLACE FUNCTION optischema._snapshot_before(p_since timestamptz) RETURNS bigint
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT max(id) FROM optischema.snapshots WHERE taken_at <= p_since
 $$;
 
-CREATE FUNCTION optischema.top_queries(since interval DEFAULT '1 hour', n integer DEFAULT 20)
+CREATE OR REPLACE FUNCTION optischema.top_queries(since interval DEFAULT '1 hour', n integer DEFAULT 20)
 RETURNS TABLE (queryid bigint, query text, calls bigint, total_ms numeric, mean_ms numeric,
                rows bigint, share_pct numeric, cache_hit_pct numeric, temp_blks_written bigint)
 LANGUAGE plpgsql SECURITY DEFINER

@@ -1,5 +1,5 @@
 -- Sidecars announce themselves here; health() reads the heartbeat.
-CREATE TABLE optischema.sidecars (
+CREATE TABLE IF NOT EXISTS optischema.sidecars (
     worker_id   text PRIMARY KEY,
     host        text NOT NULL,
     pid         integer NOT NULL,
@@ -10,4 +10,6 @@ CREATE TABLE optischema.sidecars (
 
 INSERT INTO optischema.setting_defs (key, type, default_value, min_value, max_value, allowed, description) VALUES
 ('sidecar_timeout', 'interval', '2 minutes', NULL, NULL, NULL,
- 'A sidecar not seen for this long is considered gone; its jobs are taken over when their lease expires.');
+ 'A sidecar not seen for this long is considered gone; its jobs are taken over when their lease expires.')
+ON CONFLICT (key) DO UPDATE SET (type, default_value, min_value, max_value, allowed, description)
+    = (EXCLUDED.type, EXCLUDED.default_value, EXCLUDED.min_value, EXCLUDED.max_value, EXCLUDED.allowed, EXCLUDED.description);

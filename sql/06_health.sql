@@ -1,7 +1,7 @@
 -- What is missing or wrong, and the exact statement or config line that
 -- fixes it. Works when nothing else does (pg_stat_statements not loaded).
 
-CREATE FUNCTION optischema.health()
+CREATE OR REPLACE FUNCTION optischema.health()
 RETURNS TABLE ("check" text, ok boolean, detail text, fix text)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp

@@ -2,7 +2,7 @@
 -- proposed and OptiSchema verified (source 'llm'). One row per distinct
 -- piece of advice (key): re-running the analysis updates it in place.
 
-CREATE TABLE optischema._recommendations (
+CREATE TABLE IF NOT EXISTS optischema._recommendations (
     id                   bigserial PRIMARY KEY,
     key                  text NOT NULL UNIQUE,
     kind                 text NOT NULL CHECK (kind IN ('create_index', 'drop_index', 'rewrite', 'config', 'maintenance')),
@@ -27,11 +27,11 @@ CREATE TABLE optischema._recommendations (
     updated_at           timestamptz NOT NULL DEFAULT pg_catalog.now(),
     status_changed_at    timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
-CREATE INDEX _recommendations_status_idx ON optischema._recommendations (status, score DESC);
+CREATE INDEX IF NOT EXISTS _recommendations_status_idx ON optischema._recommendations (status, score DESC);
 SELECT pg_catalog.pg_extension_config_dump('optischema._recommendations', '');
 SELECT pg_catalog.pg_extension_config_dump('optischema._recommendations_id_seq', '');
 
-CREATE VIEW optischema.recommendations AS
+CREATE OR REPLACE VIEW optischema.recommendations AS
 SELECT id, kind, source, status, title, ddl, rollback_ddl, table_name, index_name, queryids,
        benefit, evidence, estimated_size_bytes, write_overhead, score, explanation,
        dismissed_reason, created_at, updated_at, status_changed_at

@@ -35,9 +35,11 @@ INSERT INTO optischema.setting_defs (key, type, default_value, min_value, max_va
 ('drop_unused_min_window', 'interval', '7 days', NULL, NULL, NULL,
  'An index with no scans is proposed for dropping only if the window observed is at least this long.'),
 ('use_pg_qualstats', 'boolean', 'true', NULL, NULL, NULL,
- 'Use constants observed by pg_qualstats, when installed, as representative parameters.');
+ 'Use constants observed by pg_qualstats, when installed, as representative parameters.')
+ON CONFLICT (key) DO UPDATE SET (type, default_value, min_value, max_value, allowed, description)
+    = (EXCLUDED.type, EXCLUDED.default_value, EXCLUDED.min_value, EXCLUDED.max_value, EXCLUDED.allowed, EXCLUDED.description);
 
-CREATE TABLE optischema.analyses (
+CREATE TABLE IF NOT EXISTS optischema.analyses (
     id           bigserial PRIMARY KEY,
     started_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
     finished_at  timestamptz,
@@ -53,7 +55,7 @@ SELECT pg_catalog.pg_extension_config_dump('optischema.analyses_id_seq', '');
 -- The workload window every analysis reads (recommend(), the LLM's context
 -- and queue): from the snapshot before now - analysis_window to the latest,
 -- and how long that is (without a snapshot before it, since the first one).
-CREATE FUNCTION optischema._analysis_window(OUT p_from bigint, OUT p_to bigint, OUT seconds double precision)
+CREATE OR REPLACE FUNCTION optischema._analysis_window(OUT p_from bigint, OUT p_to bigint, OUT seconds double precision)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -69,7 +71,7 @@ AS $$
 $$;
 
 -- The engine's settings: every setting, typed (intervals as <key>_s seconds).
-CREATE FUNCTION optischema._engine_settings() RETURNS jsonb
+CREATE OR REPLACE FUNCTION optischema._engine_settings() RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -85,7 +87,7 @@ $$;
 
 -- Table and index activity over the window, in the engine's Activity shape.
 -- An index counts as unused only over a window it existed for all along.
-CREATE FUNCTION optischema._activity(p_from bigint, p_to bigint) RETURNS jsonb
+CREATE OR REPLACE FUNCTION optischema._activity(p_from bigint, p_to bigint) RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -120,18 +122,47 @@ AS $$
     FROM w
 $$;
 
+-- Imports the engine of this version of the SQL (make install puts each
+-- version's in its own directory) and returns its version. A backend that ran
+-- another version's SQL before ALTER EXTENSION UPDATE still holds that
+-- version's modules: they are dropped first, so the SQL of one version never
+-- runs with the engine of another. Every PL/Python function calls this first.
+CREATE OR REPLACE FUNCTION optischema._load_engine() RETURNS text
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $$
+import sys
+want, where = '@EXTVERSION@', '@ENGINE_DIR@/@EXTVERSION@'
+engine = sys.modules.get('optischema_engine')
+if getattr(engine, '__version__', None) != want:
+    for name in [n for n in sys.modules if n == 'optischema_engine' or n.startswith('optischema_engine.')]:
+        del sys.modules[name]
+    while where in sys.path:
+        sys.path.remove(where)
+    sys.path.insert(0, where)
+    try:
+        import optischema_engine as engine
+    except ImportError as e:
+        plpy.error(f"the OptiSchema engine {want} is not installed: {e}",
+                   hint="Run make install from the OptiSchema source of version " + want + ", then retry.",
+                   sqlstate="58P01")
+if getattr(engine, '__version__', None) != want:
+    plpy.error(f"the OptiSchema engine in {where} is version {getattr(engine, '__version__', 'unknown')}, this database's SQL is {want}",
+               hint="Run make install from the OptiSchema source of version " + want + ", then retry.",
+               sqlstate="55000")
+return engine.__version__
+$$;
+
 -- Runs the engine in this backend. plan_cache_mode is set (and so restored
 -- on exit) for generic plans; the engine removes exactly the hypothetical
 -- indexes and prepared statements it made.
-CREATE FUNCTION optischema._advise(p_from bigint, p_to bigint) RETURNS jsonb
+CREATE OR REPLACE FUNCTION optischema._advise(p_from bigint, p_to bigint) RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
 import json
-import sys
-if '@ENGINE_DIR@' not in sys.path:
-    sys.path.insert(0, '@ENGINE_DIR@')
+plpy.execute("SELECT optischema._load_engine()")
 from optischema_engine import (Activity, IndexActivity, Settings, TableActivity, WorkloadQuery, advise)
 from optischema_engine.db import PlpyDatabase
 

@@ -5,7 +5,7 @@
 -- claimable again. Claims use FOR UPDATE SKIP LOCKED, so sidecars racing for
 -- the same queue never run one job twice.
 
-CREATE TABLE optischema.jobs (
+CREATE TABLE IF NOT EXISTS optischema.jobs (
     id               bigserial PRIMARY KEY,
     kind             text NOT NULL,
     payload          jsonb NOT NULL DEFAULT '{}',
@@ -23,15 +23,15 @@ CREATE TABLE optischema.jobs (
     finished_at      timestamptz
 );
 -- Claims look only at claimable rows; the queue's history stays out of the way.
-CREATE INDEX jobs_pending_idx ON optischema.jobs (run_after, id) WHERE status = 'pending';
-CREATE INDEX jobs_running_idx ON optischema.jobs (lease_expires_at) WHERE status = 'running';
-CREATE INDEX jobs_kind_created_idx ON optischema.jobs (kind, created_at);
+CREATE INDEX IF NOT EXISTS jobs_pending_idx ON optischema.jobs (run_after, id) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS jobs_running_idx ON optischema.jobs (lease_expires_at) WHERE status = 'running';
+CREATE INDEX IF NOT EXISTS jobs_kind_created_idx ON optischema.jobs (kind, created_at);
 SELECT pg_catalog.pg_extension_config_dump('optischema.jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('optischema.jobs_id_seq', '');
 
 -- The kinds a sidecar knows how to run; enqueue() rejects anything else.
 -- Other parts of the extension add their kinds with an INSERT.
-CREATE TABLE optischema.job_kinds (
+CREATE TABLE IF NOT EXISTS optischema.job_kinds (
     kind        text PRIMARY KEY,
     description text NOT NULL
 );
@@ -43,7 +43,8 @@ INSERT INTO optischema.job_kinds (kind, description) VALUES
 ('recommend',    'Refresh recommendations: SELECT count(*) FROM optischema.recommend().'),
 ('purge',        'optischema.purge(): snapshot data, finished jobs and the LLM audit past their retention.'),
 ('llm_analysis', 'LLM enrichment of recommendations (optischema_sidecar.llm.analysis).'),
-('noop',         'Does nothing: for tests, benchmarks and checking that a sidecar answers.');
+('noop',         'Does nothing: for tests, benchmarks and checking that a sidecar answers.')
+ON CONFLICT (kind) DO UPDATE SET description = EXCLUDED.description;
 
 INSERT INTO optischema.setting_defs (key, type, default_value, min_value, max_value, allowed, description) VALUES
 ('purge_interval', 'interval', '1 hour', NULL, NULL, NULL,
@@ -51,11 +52,13 @@ INSERT INTO optischema.setting_defs (key, type, default_value, min_value, max_va
 ('job_backoff', 'interval', '10 seconds', NULL, NULL, NULL,
  'Delay before a failed job''s first retry; doubles with every attempt, up to one hour.'),
 ('job_retention', 'interval', '30 days', NULL, NULL, NULL,
- 'purge() removes finished jobs, the LLM audit and analyses older than this (the change log is never purged).');
+ 'purge() removes finished jobs, the LLM audit and analyses older than this (the change log is never purged).')
+ON CONFLICT (key) DO UPDATE SET (type, default_value, min_value, max_value, allowed, description)
+    = (EXCLUDED.type, EXCLUDED.default_value, EXCLUDED.min_value, EXCLUDED.max_value, EXCLUDED.allowed, EXCLUDED.description);
 
 -- Validates kind and payload, queues the job and wakes the sidecars. The
 -- notification, like the row, is only seen once the caller commits.
-CREATE FUNCTION optischema.enqueue(kind text, payload jsonb DEFAULT '{}') RETURNS bigint
+CREATE OR REPLACE FUNCTION optischema.enqueue(kind text, payload jsonb DEFAULT '{}') RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -80,7 +83,7 @@ $$;
 -- Cancels a job that has not started; a running job cannot be taken back.
 -- Cancelling an apply or rollback job cancels its change (sql/11_changes.sql)
 -- and gives the recommendation its status back.
-CREATE FUNCTION optischema.cancel_job(id bigint) RETURNS void
+CREATE OR REPLACE FUNCTION optischema.cancel_job(id bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -107,7 +110,7 @@ $$;
 -- worker: pending and due, or running under an expired lease (its sidecar
 -- died). A job whose lease expired after its last allowed attempt fails
 -- instead: a job that kills its sidecar must not kill them all.
-CREATE FUNCTION optischema._claim_job(worker text, kinds text[], lease interval)
+CREATE OR REPLACE FUNCTION optischema._claim_job(worker text, kinds text[], lease interval)
 RETURNS SETOF optischema.jobs
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -148,7 +151,7 @@ $$;
 
 -- Marks worker's job done. False when the job is no longer this worker's
 -- (its lease expired and another sidecar took it): the result is dropped.
-CREATE FUNCTION optischema._complete_job(id bigint, worker text, result jsonb DEFAULT '{}') RETURNS boolean
+CREATE OR REPLACE FUNCTION optischema._complete_job(id bigint, worker text, result jsonb DEFAULT '{}') RETURNS boolean
 LANGUAGE sql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -163,7 +166,7 @@ $$;
 -- Records a failed attempt. While attempts remain (and retry), the job goes
 -- back to pending after an exponential backoff; otherwise it fails for good.
 -- Returns the job's new status, or NULL when it is no longer this worker's.
-CREATE FUNCTION optischema._fail_job(id bigint, worker text, error text, retry boolean DEFAULT true) RETURNS text
+CREATE OR REPLACE FUNCTION optischema._fail_job(id bigint, worker text, error text, retry boolean DEFAULT true) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -186,7 +189,7 @@ END
 $$;
 
 -- Gives a job back untouched (the sidecar is shutting down): the attempt does not count.
-CREATE FUNCTION optischema._release_job(id bigint, worker text) RETURNS boolean
+CREATE OR REPLACE FUNCTION optischema._release_job(id bigint, worker text) RETURNS boolean
 LANGUAGE sql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -201,7 +204,7 @@ $$;
 
 -- The sidecar's heartbeat: announces it (health() reads sidecars) and renews
 -- the lease of every job it is running. Returns the number of leases renewed.
-CREATE FUNCTION optischema._heartbeat(worker text, host text, pid integer, version text, lease interval)
+CREATE OR REPLACE FUNCTION optischema._heartbeat(worker text, host text, pid integer, version text, lease interval)
 RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -220,7 +223,7 @@ END
 $$;
 
 -- A sidecar that stops cleanly says so; one that crashed ages out of health().
-CREATE FUNCTION optischema._sign_off(worker text) RETURNS void
+CREATE OR REPLACE FUNCTION optischema._sign_off(worker text) RETURNS void
 LANGUAGE sql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -230,7 +233,7 @@ $$;
 -- Called by every sidecar's scheduler: queues the periodic jobs that are due.
 -- A kind is due when no job of it is pending or running and none was created
 -- within its interval, so any number of sidecars produce one job per interval.
-CREATE FUNCTION optischema._schedule_due() RETURNS SETOF bigint
+CREATE OR REPLACE FUNCTION optischema._schedule_due() RETURNS SETOF bigint
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -257,7 +260,7 @@ $$;
 -- interval, rounded to what cron can say (minutes dividing an hour, hours
 -- dividing a day, else daily). Under a minute is every minute: pg_cron before
 -- 1.5 (Debian 12 ships 1.4) has no seconds.
-CREATE FUNCTION optischema._cron_schedule(p_every interval) RETURNS text
+CREATE OR REPLACE FUNCTION optischema._cron_schedule(p_every interval) RETURNS text
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -279,7 +282,7 @@ $$;
 -- interval settings. OptiSchema never schedules anything by itself.
 -- Run the sidecar with --no-schedule then; it is still needed for apply
 -- jobs and LLM analyses (or use apply(id, via => 'psql')).
-CREATE FUNCTION optischema.cron_commands() RETURNS SETOF text
+CREATE OR REPLACE FUNCTION optischema.cron_commands() RETURNS SETOF text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$

@@ -24,9 +24,11 @@ INSERT INTO optischema.setting_defs (key, type, default_value, min_value, max_va
 ('verify_window', 'interval', '1 day', NULL, NULL, NULL,
  'How long after a change its timings are compared (and how far back the "before" window reaches).'),
 ('verify_min_calls', 'integer', '10', 1, 1000000000, NULL,
- 'Calls of a query needed after a change before its timing is judged.');
+ 'Calls of a query needed after a change before its timing is judged.')
+ON CONFLICT (key) DO UPDATE SET (type, default_value, min_value, max_value, allowed, description)
+    = (EXCLUDED.type, EXCLUDED.default_value, EXCLUDED.min_value, EXCLUDED.max_value, EXCLUDED.allowed, EXCLUDED.description);
 
-CREATE TABLE optischema._changes (
+CREATE TABLE IF NOT EXISTS optischema._changes (
     id                bigserial PRIMARY KEY,
     recommendation_id bigint NOT NULL REFERENCES optischema._recommendations (id),
     action            text NOT NULL CHECK (action IN ('apply', 'rollback')),
@@ -52,11 +54,11 @@ CREATE TABLE optischema._changes (
     timing            jsonb,
     verified_at       timestamptz
 );
-CREATE INDEX _changes_recommendation_idx ON optischema._changes (recommendation_id, id);
+CREATE INDEX IF NOT EXISTS _changes_recommendation_idx ON optischema._changes (recommendation_id, id);
 SELECT pg_catalog.pg_extension_config_dump('optischema._changes', '');
 SELECT pg_catalog.pg_extension_config_dump('optischema._changes_id_seq', '');
 
-CREATE VIEW optischema.changes AS
+CREATE OR REPLACE VIEW optischema.changes AS
 SELECT c.id, c.recommendation_id, r.title, c.action, c.via, c.ddl, c.status AS outcome,
        c.requested_by, c.requested_at, c.started_at, c.finished_at, c.duration_ms, c.executed_by,
        c.error, c.plan_check, c.timing_verdict, c.verified_at, c.job_id, c.detail, c.plan_evidence, c.timing
@@ -65,7 +67,7 @@ JOIN optischema._recommendations r ON r.id = c.recommendation_id;
 
 -- Who asked: inside SECURITY DEFINER current_user is the owner, so take the
 -- role the session acts as.
-CREATE FUNCTION optischema._caller() RETURNS text
+CREATE OR REPLACE FUNCTION optischema._caller() RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -74,7 +76,7 @@ $$;
 
 -- Raises a clear error unless the calling role may act (apply, roll back,
 -- dismiss, verify): that is, it was given optischema.grant_usage(role, admin => true).
-CREATE FUNCTION optischema._require_admin(p_action text) RETURNS void
+CREATE OR REPLACE FUNCTION optischema._require_admin(p_action text) RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -89,7 +91,7 @@ $$;
 
 -- The stored DDL must be one CREATE/DROP INDEX CONCURRENTLY statement and
 -- nothing else (defence in depth: the sidecar checks again before running it).
-CREATE FUNCTION optischema._check_index_ddl(p_ddl text) RETURNS text
+CREATE OR REPLACE FUNCTION optischema._check_index_ddl(p_ddl text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -110,7 +112,7 @@ $$;
 
 -- Records the request to apply or roll back recommendation p_id and, via the
 -- sidecar, queues the job that runs it. Returns the change id.
-CREATE FUNCTION optischema._request_change(p_id bigint, p_action text, p_via text) RETURNS bigint
+CREATE OR REPLACE FUNCTION optischema._request_change(p_id bigint, p_action text, p_via text) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -197,7 +199,7 @@ END
 $$;
 
 -- Tells the DBA what happens next, for either path.
-CREATE FUNCTION optischema._announce(p_change bigint) RETURNS bigint
+CREATE OR REPLACE FUNCTION optischema._announce(p_change bigint) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -215,7 +217,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION optischema.apply(id bigint, via text DEFAULT 'sidecar') RETURNS bigint
+CREATE OR REPLACE FUNCTION optischema.apply(id bigint, via text DEFAULT 'sidecar') RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -225,7 +227,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION optischema.rollback(id bigint, via text DEFAULT 'sidecar') RETURNS bigint
+CREATE OR REPLACE FUNCTION optischema.rollback(id bigint, via text DEFAULT 'sidecar') RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -237,7 +239,7 @@ $$;
 
 -- Sets a change's outcome and moves its recommendation on. Only a change that
 -- is still pending or running can finish: a second report is an error.
-CREATE FUNCTION optischema._finish_change(p_change bigint, p_status text, p_error text DEFAULT NULL,
+CREATE OR REPLACE FUNCTION optischema._finish_change(p_change bigint, p_status text, p_error text DEFAULT NULL,
                                           p_detail jsonb DEFAULT '{}', p_duration_ms double precision DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
@@ -276,7 +278,7 @@ $$;
 -- A job failed for good or was cancelled (sql/10_jobs.sql): the apply or
 -- rollback change it never finished ends with it, so no recommendation stays
 -- "applying" forever.
-CREATE FUNCTION optischema._job_ended(p_job optischema.jobs, p_status text) RETURNS void
+CREATE OR REPLACE FUNCTION optischema._job_ended(p_job optischema.jobs, p_status text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -294,7 +296,7 @@ $$;
 
 -- The sidecar's executor starts (or, after a crash, resumes) a change.
 -- Returns the change as it is; a finished change is returned unchanged.
-CREATE FUNCTION optischema._start_change(p_change bigint, p_worker text) RETURNS optischema._changes
+CREATE OR REPLACE FUNCTION optischema._start_change(p_change bigint, p_worker text) RETURNS optischema._changes
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -316,7 +318,7 @@ END
 $$;
 
 -- The plan check right after apply: did the affected queries' plans pick the index?
-CREATE FUNCTION optischema._record_plan_check(p_change bigint, p_verdict text, p_evidence jsonb) RETURNS void
+CREATE OR REPLACE FUNCTION optischema._record_plan_check(p_change bigint, p_verdict text, p_evidence jsonb) RETURNS void
 LANGUAGE sql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -326,7 +328,7 @@ $$;
 
 -- Without a sidecar: after running a change's statement from psql, this
 -- records the outcome by looking at the catalog, the same way the sidecar does.
-CREATE FUNCTION optischema._applied(p_change bigint) RETURNS text
+CREATE OR REPLACE FUNCTION optischema._applied(p_change bigint) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -371,7 +373,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION optischema.applied(change_id bigint) RETURNS text
+CREATE OR REPLACE FUNCTION optischema.applied(change_id bigint) RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -381,7 +383,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION optischema._dismiss(p_id bigint, p_reason text) RETURNS void
+CREATE OR REPLACE FUNCTION optischema._dismiss(p_id bigint, p_reason text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -415,7 +417,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION optischema.dismiss(id bigint, reason text) RETURNS void
+CREATE OR REPLACE FUNCTION optischema.dismiss(id bigint, reason text) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -430,7 +432,7 @@ $$;
 -- last row (queryid NULL) for all of them, weighted by calls after. The
 -- verdict lands in the change log; a regression beyond regression_threshold is
 -- rolled back when auto_rollback is on.
-CREATE FUNCTION optischema._verify(p_id bigint)
+CREATE OR REPLACE FUNCTION optischema._verify(p_id bigint)
 RETURNS TABLE (queryid bigint, calls_before bigint, mean_ms_before numeric, calls_after bigint,
                mean_ms_after numeric, change_pct numeric, verdict text)
 LANGUAGE plpgsql SECURITY DEFINER
@@ -530,7 +532,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION optischema.verify(id bigint)
+CREATE OR REPLACE FUNCTION optischema.verify(id bigint)
 RETURNS TABLE (queryid bigint, calls_before bigint, mean_ms_before numeric, calls_after bigint,
                mean_ms_after numeric, change_pct numeric, verdict text)
 LANGUAGE plpgsql
@@ -544,7 +546,7 @@ $$;
 
 -- After each scheduled snapshot: the timing check of every change applied
 -- within verify_window. Returns how many were checked.
-CREATE FUNCTION optischema._verify_recent() RETURNS integer
+CREATE OR REPLACE FUNCTION optischema._verify_recent() RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -570,7 +572,7 @@ $$;
 -- becomes visible to the sidecar and the sidecar's outcome becomes visible
 -- here. Procedures that COMMIT may not have a SET clause, so search_path is
 -- pinned with set_config after each commit instead.
-CREATE PROCEDURE optischema.wait(change_id bigint, timeout interval DEFAULT '5 minutes', INOUT outcome text DEFAULT NULL)
+CREATE OR REPLACE PROCEDURE optischema.wait(change_id bigint, timeout interval DEFAULT '5 minutes', INOUT outcome text DEFAULT NULL)
 LANGUAGE plpgsql
 AS $$
 DECLARE

@@ -26,12 +26,14 @@ INSERT INTO optischema.setting_defs (key, type, default_value, min_value, max_va
 ('llm_reanalyze_after', 'interval', '7 days', NULL, NULL, NULL,
  'enqueue_llm_analyses() skips a query (or the workload) analysed successfully more recently than this.'),
 ('llm_check_timeout', 'interval', '5 seconds', NULL, NULL, NULL,
- 'statement_timeout of each run of a proposed rewrite and of the original during the equivalence check.');
+ 'statement_timeout of each run of a proposed rewrite and of the original during the equivalence check.')
+ON CONFLICT (key) DO UPDATE SET (type, default_value, min_value, max_value, allowed, description)
+    = (EXCLUDED.type, EXCLUDED.default_value, EXCLUDED.min_value, EXCLUDED.max_value, EXCLUDED.allowed, EXCLUDED.description);
 
 -- One row per HTTP request to a model (retries included), or per call refused
 -- before any request (budget). The token budget is counted from here, so it
 -- holds across sidecars and restarts.
-CREATE TABLE optischema.llm_calls (
+CREATE TABLE IF NOT EXISTS optischema.llm_calls (
     id              bigserial PRIMARY KEY,
     job_id          bigint,
     scope           text NOT NULL CHECK (scope IN ('query', 'workload')),
@@ -49,11 +51,11 @@ CREATE TABLE optischema.llm_calls (
     error           text,
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
-CREATE INDEX llm_calls_created_at_idx ON optischema.llm_calls (created_at);
-CREATE INDEX llm_calls_queryid_idx ON optischema.llm_calls (queryid, created_at);
+CREATE INDEX IF NOT EXISTS llm_calls_created_at_idx ON optischema.llm_calls (created_at);
+CREATE INDEX IF NOT EXISTS llm_calls_queryid_idx ON optischema.llm_calls (queryid, created_at);
 
 -- Every proposal of a valid answer and what OptiSchema made of it.
-CREATE TABLE optischema.llm_proposals (
+CREATE TABLE IF NOT EXISTS optischema.llm_proposals (
     id                 bigserial PRIMARY KEY,
     call_id            bigint NOT NULL REFERENCES optischema.llm_calls (id) ON DELETE CASCADE,
     queryid            bigint,
@@ -65,7 +67,7 @@ CREATE TABLE optischema.llm_proposals (
     recommendation_id  bigint,
     created_at         timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
-CREATE INDEX llm_proposals_call_id_idx ON optischema.llm_proposals (call_id);
+CREATE INDEX IF NOT EXISTS llm_proposals_call_id_idx ON optischema.llm_proposals (call_id);
 
 SELECT pg_catalog.pg_extension_config_dump('optischema.llm_calls', '');
 SELECT pg_catalog.pg_extension_config_dump('optischema.llm_calls_id_seq', '');
@@ -75,7 +77,7 @@ SELECT pg_catalog.pg_extension_config_dump('optischema.llm_proposals_id_seq', ''
 -- Query text without -- and /* */ comments (nested, as PostgreSQL nests
 -- them); string literals, quoted identifiers and dollar quotes are copied
 -- untouched so a comment marker inside them is not mistaken for one.
-CREATE FUNCTION optischema._strip_comments(p_sql text) RETURNS text
+CREATE OR REPLACE FUNCTION optischema._strip_comments(p_sql text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -152,7 +154,7 @@ $$;
 
 -- Utility statements (CREATE ROLE ... PASSWORD, COPY, SET, ...) cannot be
 -- planned and may hold secrets: they are never part of a context.
-CREATE FUNCTION optischema._is_utility(p_sql text) RETURNS boolean
+CREATE OR REPLACE FUNCTION optischema._is_utility(p_sql text) RETURNS boolean
 LANGUAGE sql IMMUTABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -161,7 +163,7 @@ AS $$
 $$;
 
 -- Planner-relevant settings, as the server shows them (with units).
-CREATE FUNCTION optischema._llm_settings() RETURNS jsonb
+CREATE OR REPLACE FUNCTION optischema._llm_settings() RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -179,7 +181,7 @@ $$;
 -- Everything about one table a model needs to reason about access paths:
 -- columns with their statistics, size, existing indexes with their use, and
 -- write rates over the analysis window.
-CREATE FUNCTION optischema._llm_table_context(p_relid oid, p_from bigint, p_seconds double precision,
+CREATE OR REPLACE FUNCTION optischema._llm_table_context(p_relid oid, p_from bigint, p_seconds double precision,
                                               p_share_values boolean) RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -243,7 +245,7 @@ $$;
 -- The catalog-grounded context of one statement: what the sidecar sends to a
 -- model for it. Runs with the caller's privileges (PREPARE needs access to the
 -- tables; pg_stats shows only columns the caller may read).
-CREATE FUNCTION optischema.context(queryid bigint) RETURNS jsonb
+CREATE OR REPLACE FUNCTION optischema.context(queryid bigint) RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
@@ -362,7 +364,7 @@ $$;
 
 -- The context of the workload as a whole (temp spills, cache hit ratio, the
 -- heaviest statements), for advice that no single statement shows.
-CREATE FUNCTION optischema.workload_context(n integer DEFAULT 10) RETURNS jsonb
+CREATE OR REPLACE FUNCTION optischema.workload_context(n integer DEFAULT 10) RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -411,7 +413,7 @@ END
 $$;
 
 -- Tokens spent (in + out) by every sidecar since p_since ago.
-CREATE FUNCTION optischema.llm_tokens_used(p_since interval DEFAULT '1 hour') RETURNS bigint
+CREATE OR REPLACE FUNCTION optischema.llm_tokens_used(p_since interval DEFAULT '1 hour') RETURNS bigint
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -423,7 +425,7 @@ $$;
 -- window run at least min_calls times, those no open advisor recommendation
 -- covers first, and one for the workload. Skips what is already pending or was analysed within
 -- llm_reanalyze_after. Returns the number of jobs enqueued.
-CREATE FUNCTION optischema.enqueue_llm_analyses(n integer DEFAULT 5) RETURNS integer
+CREATE OR REPLACE FUNCTION optischema.enqueue_llm_analyses(n integer DEFAULT 5) RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -480,7 +482,7 @@ $$;
 -- The sidecar writes through these (its role may only read the tables, like
 -- every admin role): the audit of a request, a proposal's verdict, and an
 -- accepted proposal as a recommendation.
-CREATE FUNCTION optischema._llm_record_call(p_job_id bigint, p_scope text, p_queryid bigint, p_model text,
+CREATE OR REPLACE FUNCTION optischema._llm_record_call(p_job_id bigint, p_scope text, p_queryid bigint, p_model text,
     p_attempt integer, p_payload_sha256 text, p_payload_bytes integer, p_tokens_in integer, p_tokens_out integer,
     p_latency_ms double precision, p_outcome text, p_http_status integer, p_error text) RETURNS bigint
 LANGUAGE sql SECURITY DEFINER
@@ -493,7 +495,7 @@ AS $$
     RETURNING id
 $$;
 
-CREATE FUNCTION optischema._llm_record_proposal(p_call_id bigint, p_queryid bigint, p_kind text, p_proposal jsonb,
+CREATE OR REPLACE FUNCTION optischema._llm_record_proposal(p_call_id bigint, p_queryid bigint, p_kind text, p_proposal jsonb,
     p_accepted boolean, p_reason text, p_evidence jsonb, p_recommendation_id bigint) RETURNS bigint
 LANGUAGE sql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -505,7 +507,7 @@ $$;
 
 -- Fills the empty explanation of open advisor recommendations for these
 -- statements (only the one with key p_key when given); returns their ids.
-CREATE FUNCTION optischema._llm_explain_advisor(p_queryids bigint[], p_explanation text, p_key text DEFAULT NULL)
+CREATE OR REPLACE FUNCTION optischema._llm_explain_advisor(p_queryids bigint[], p_explanation text, p_key text DEFAULT NULL)
 RETURNS bigint[]
 LANGUAGE sql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -523,7 +525,7 @@ $$;
 -- open one with the same key. A key held by an advisor row (the same index)
 -- or by a row already acted on is left as it is, apart from an empty advisor
 -- explanation. Returns the row's id and whether it was written.
-CREATE FUNCTION optischema._llm_recommend(p_key text, p_kind text, p_title text, p_ddl text, p_rollback_ddl text,
+CREATE OR REPLACE FUNCTION optischema._llm_recommend(p_key text, p_kind text, p_title text, p_ddl text, p_rollback_ddl text,
     p_table_name text, p_index_name text, p_queryids bigint[], p_benefit jsonb, p_evidence jsonb,
     p_estimated_size_bytes bigint, p_score double precision, p_explanation text,
     OUT rec_id bigint, OUT written boolean)

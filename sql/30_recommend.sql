@@ -2,7 +2,7 @@
 -- _recommendations (one row per distinct piece of advice) and queues LLM
 -- analyses for what remains.
 
-CREATE FUNCTION optischema.recommend(n integer DEFAULT 20)
+CREATE OR REPLACE FUNCTION optischema.recommend(n integer DEFAULT 20)
 RETURNS SETOF optischema.recommendations
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp

@@ -1,7 +1,7 @@
 -- Retention, in one function so that the sidecar's purge job and a pg_cron
 -- line are the same single call. Separate from snapshot() so that capture
 -- stays fast. The change log (_changes) is the audit trail and is never purged.
-CREATE FUNCTION optischema.purge() RETURNS bigint
+CREATE OR REPLACE FUNCTION optischema.purge() RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$

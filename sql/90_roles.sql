@@ -10,7 +10,7 @@
 
 -- What a reader may call. The action wrappers are included so that a reader
 -- who tries one is told how to become an admin instead of a bare "permission denied".
-CREATE FUNCTION optischema._reader_routines() RETURNS text[]
+CREATE OR REPLACE FUNCTION optischema._reader_routines() RETURNS text[]
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -26,7 +26,7 @@ AS $$
                  'PROCEDURE optischema.wait(bigint, interval, text)']
 $$;
 
-CREATE FUNCTION optischema._reader_relations() RETURNS text[]
+CREATE OR REPLACE FUNCTION optischema._reader_relations() RETURNS text[]
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -35,7 +35,7 @@ AS $$
 $$;
 
 -- Raises a clear error unless p_role exists and the caller may grant on the schema.
-CREATE FUNCTION optischema._check_grantee(p_role name) RETURNS void
+CREATE OR REPLACE FUNCTION optischema._check_grantee(p_role name) RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -52,7 +52,7 @@ END
 $$;
 
 -- Gives p_role read access, or (admin) full control of OptiSchema. Returns what was granted.
-CREATE FUNCTION optischema.grant_usage(role name, admin boolean DEFAULT false) RETURNS text
+CREATE OR REPLACE FUNCTION optischema.grant_usage(role name, admin boolean DEFAULT false) RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -80,7 +80,7 @@ END
 $$;
 
 -- Takes back everything grant_usage() gave.
-CREATE FUNCTION optischema.revoke_usage(role name) RETURNS text
+CREATE OR REPLACE FUNCTION optischema.revoke_usage(role name) RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
