@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import psycopg
 
-from optischema_sidecar import db, metrics, queue
+from optischema_sidecar import compat, db, metrics, queue
 from optischema_sidecar.config import Settings
 from optischema_sidecar.handlers import HANDLERS, Handler
 from optischema_sidecar.queue import Job, JobError
@@ -86,6 +86,10 @@ class DatabaseRunner:
         self.stop = threading.Event()
         self.wakeup = Wakeup()
         self.kinds = settings.kinds or sorted(HANDLERS)
+        # Set while the database's schema is one this sidecar serves (checked
+        # before every heartbeat): workers claim nothing otherwise.
+        self.serving = threading.Event()
+        self._refused: str | None = None
         self._threads: list[threading.Thread] = []
         self._workers: list[_Worker] = []
         health.register(self.database)
@@ -144,8 +148,8 @@ class DatabaseRunner:
         conn = _Connection(self.dsn, self.settings, "heartbeat", self.stop)
         while not self.stop.is_set() and (c := conn.get()) is not None:
             try:
-                queue.heartbeat(c, self.settings.worker_id, self.settings.lease)
-                self.health.beat(self.database, True)
+                self._check_schema(c)
+                self.health.beat(self.database, self.serving.is_set())
             except psycopg.Error as e:
                 self.health.beat(self.database, False)
                 log.warning("heartbeat failed", extra={"database": self.database, "error": db.error_text(e)})
@@ -154,6 +158,27 @@ class DatabaseRunner:
                 log.exception("heartbeat failed", extra={"database": self.database})
             self.stop.wait(self.settings.heartbeat_interval)
         conn.close()
+
+
+    def _check_schema(self, conn: psycopg.Connection) -> None:
+        """Heartbeats only into a schema this sidecar serves, or into a newer
+        one (whose health() then names this sidecar and the fix); says once,
+        at each change, why it serves a database or not. After ALTER
+        EXTENSION optischema UPDATE it serves again without a restart."""
+        version = compat.schema_version(conn)
+        refused = compat.refusal(self.database, version)
+        if refused is None or compat.newer(version):
+            queue.heartbeat(conn, self.settings.worker_id, self.settings.lease)
+        if refused != self._refused:
+            if refused is None:
+                log.info("serving", extra={"database": self.database, "schema_version": version})
+            else:
+                log.error("not serving this database", extra={"database": self.database, "error": refused})
+            self._refused = refused
+        if refused is None:
+            self.serving.set()
+        else:
+            self.serving.clear()
 
 
 class _Worker:
@@ -181,6 +206,8 @@ class _Worker:
         try:
             while not r.stop.is_set():
                 seen = r.wakeup.generation()
+                if not r.serving.wait(r.settings.poll_interval):
+                    continue
                 conn = self.conn.get()
                 if conn is None:
                     break

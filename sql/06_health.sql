@@ -17,6 +17,7 @@ DECLARE
     v_max       text := current_setting('pg_stat_statements.max', true);
     v_sidecar   optischema.sidecars;
     v_preload   text := current_setting('shared_preload_libraries');
+    v_other     text;
 BEGIN
     SELECT * INTO v_last FROM optischema.snapshots s ORDER BY s.id DESC LIMIT 1;
 
@@ -92,6 +93,18 @@ BEGIN
                    ELSE format('sidecar %s on %s last seen %s ago', v_sidecar.worker_id, v_sidecar.host,
                                date_trunc('second', now() - v_sidecar.last_seen)) END;
     fix := CASE WHEN NOT ok THEN 'optischema-sidecar --dsn "dbname=' || current_database() || '"  (see README "The sidecar")' END;
+    RETURN NEXT;
+
+    "check" := 'sidecar version';
+    SELECT string_agg(format('%s (%s on %s)', s.worker_id, s.version, s.host), ', ' ORDER BY s.worker_id),
+           min(s.version)
+    INTO detail, v_other
+    FROM optischema.sidecars s
+    WHERE s.last_seen > now() - v_timeout AND NOT optischema._sidecar_serves(s.version);
+    ok := detail IS NULL;
+    detail := CASE WHEN ok THEN 'every sidecar seen serves this schema (@EXTVERSION@)'
+                   ELSE 'sidecars of another version get no jobs: ' || detail END;
+    fix := CASE WHEN NOT ok THEN optischema._sidecar_fix(v_other) END;
     RETURN NEXT;
 
     "check" := 'pg_cron';

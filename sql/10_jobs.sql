@@ -106,6 +106,28 @@ BEGIN
 END
 $$;
 
+-- Claims are refused to a sidecar that has not announced itself with a
+-- version this schema serves (_heartbeat() announces it; the sidecar's first
+-- heartbeat precedes its first claim).
+CREATE OR REPLACE FUNCTION optischema._check_sidecar(p_worker text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v text := (SELECT s.version FROM optischema.sidecars s WHERE s.worker_id = p_worker);
+BEGIN
+    IF v IS NULL THEN
+        RAISE EXCEPTION 'sidecar % has not announced itself: it gets no job before its first heartbeat', p_worker
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'A sidecar calls optischema._heartbeat() when it starts; one older than 0.2.0 does not check its version and must be upgraded.';
+    END IF;
+    IF NOT optischema._sidecar_serves(v) THEN
+        RAISE EXCEPTION 'sidecar % is version %, and this database''s OptiSchema is @EXTVERSION@: it gets no job', p_worker, v
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = optischema._sidecar_fix(v);
+    END IF;
+END
+$$;
+
 -- Takes the oldest claimable job of the given kinds (NULL: any kind) for
 -- worker: pending and due, or running under an expired lease (its sidecar
 -- died). A job whose lease expired after its last allowed attempt fails
@@ -122,6 +144,7 @@ BEGIN
         RAISE EXCEPTION 'worker and a positive lease are required'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM optischema._check_sidecar(worker);
     WITH gone AS (
         UPDATE optischema.jobs j
         SET status = 'failed', finished_at = now(), lease_expires_at = NULL,
@@ -214,7 +237,11 @@ DECLARE
 BEGIN
     INSERT INTO optischema.sidecars AS s (worker_id, host, pid, version)
     VALUES (worker, host, pid, version)
-    ON CONFLICT (worker_id) DO UPDATE SET last_seen = now(), host = EXCLUDED.host, pid = EXCLUDED.pid;
+    ON CONFLICT (worker_id) DO UPDATE SET last_seen = now(), host = EXCLUDED.host, pid = EXCLUDED.pid,
+                                          version = EXCLUDED.version;
+    IF NOT optischema._sidecar_serves(version) THEN
+        RETURN 0;       -- recorded for health(); _claim_job() gives it no work
+    END IF;
     UPDATE optischema.jobs j SET lease_expires_at = now() + lease
     WHERE j.worker_id = worker AND j.status = 'running';
     GET DIAGNOSTICS n = ROW_COUNT;

@@ -3,7 +3,7 @@ SELECT plan(9);
 
 SELECT is((SELECT array_agg("check" ORDER BY "check") FROM optischema.health()),
     ARRAY['compute_query_id', 'hypopg', 'pg_cron', 'pg_stat_statements created', 'pg_stat_statements evictions',
-          'pg_stat_statements preloaded', 'pg_stat_statements.track', 'plpython3u', 'sidecar heartbeat',
+          'pg_stat_statements preloaded', 'pg_stat_statements.track', 'plpython3u', 'sidecar heartbeat', 'sidecar version',
           'snapshot freshness', 'track_io_timing'],
     'health() runs every check');
 SELECT ok((SELECT bool_and(fix IS NULL) FROM optischema.health() WHERE ok), 'a passing check has no fix');

@@ -1,5 +1,5 @@
 BEGIN;
-SELECT plan(34);
+SELECT plan(44);
 
 SELECT ok((SELECT array_agg(kind) FROM optischema.job_kinds)
           @> ARRAY['apply', 'rollback', 'verify', 'snapshot', 'recommend', 'purge', 'llm_analysis'],
@@ -17,7 +17,25 @@ SELECT throws_ok($$SELECT optischema.enqueue('noop', NULL)$$, '22023', 'job payl
 SELECT is((SELECT count(*)::int FROM optischema.jobs), 2, 'failed enqueues inserted nothing');
 DELETE FROM optischema.jobs;
 
--- claim, complete
+-- claim, complete: only sidecars that announced a version this schema serves get work
+SELECT throws_ok($$SELECT optischema._claim_job('w1', NULL, '1 minute')$$, '55000',
+    'sidecar w1 has not announced itself: it gets no job before its first heartbeat', 'a sidecar that never beat gets no job');
+SELECT is(optischema._heartbeat('old', 'host', 1, '0.1.0', '1 hour'), 0, 'a 0.1.0 sidecar is recorded but renews nothing');
+SELECT throws_ok($$SELECT optischema._claim_job('old', NULL, '1 minute')$$, '55000',
+    'sidecar old is version 0.1.0, and this database''s OptiSchema is 0.2.0: it gets no job', 'a 0.1.0 sidecar gets no job');
+SELECT results_eq($$SELECT ok, fix FROM optischema.health() WHERE "check" = 'sidecar version'$$,
+    $$VALUES (false, 'Upgrade the sidecar to OptiSchema 0.2.0 (pip install optischema==0.2.0, or the package of this release) and restart it.')$$,
+    'health() names the sidecar of another version and the fix');
+SELECT is(optischema._sidecar_fix('0.3.1'), 'Install OptiSchema 0.3.1 (make install), then in this database: ALTER EXTENSION optischema UPDATE;',
+    'a newer sidecar is told to update the database');
+SELECT ok(optischema._sidecar_serves('0.2.7') AND NOT optischema._sidecar_serves('0.20.0') AND NOT optischema._sidecar_serves(NULL),
+    'a sidecar serves the schema of its own major.minor release');
+DELETE FROM optischema.sidecars;
+SELECT is(optischema._heartbeat(w, 'host', 1, '0.2.0', '1 hour'), 0, 'sidecars of this release announce themselves')
+FROM unnest(ARRAY['w1', 'w2', 'w3']) w;
+SELECT results_eq($$SELECT ok FROM optischema.health() WHERE "check" = 'sidecar version'$$, $$VALUES (true)$$,
+    'health() is content with sidecars of this release');
+
 SELECT optischema.enqueue('noop', '{"n": 1}') AS j1 \gset
 SELECT optischema.enqueue('snapshot') AS j2 \gset
 SELECT results_eq($$SELECT id, status, attempts, worker_id FROM optischema._claim_job('w1', ARRAY['noop'], '1 minute')$$,
@@ -59,7 +77,7 @@ SELECT alike((SELECT error FROM optischema.jobs WHERE id = :j4), 'lease expired 
 -- release, heartbeat
 SELECT optischema.enqueue('noop') AS j5 \gset
 SELECT is((SELECT id FROM optischema._claim_job('w1', NULL, '1 second')), :j5::bigint, 'claimed with a short lease');
-SELECT is(optischema._heartbeat('w1', 'host', 1, '0.1.0', '1 hour'), 1, 'the heartbeat renews the leases of the worker''s jobs');
+SELECT is(optischema._heartbeat('w1', 'host', 1, '0.2.0', '1 hour'), 1, 'the heartbeat renews the leases of the worker''s jobs');
 SELECT ok((SELECT last_seen IS NOT NULL FROM optischema.sidecars WHERE worker_id = 'w1'), 'and announces the sidecar');
 SELECT is(optischema._release_job(:j5, 'w1'), true, 'a worker releases its job');
 SELECT ok((SELECT status = 'pending' AND attempts = 0 FROM optischema.jobs WHERE id = :j5),

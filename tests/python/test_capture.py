@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
+from dump import restored_copy
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = str(ROOT / "scripts" / "cluster.sh")
@@ -54,23 +54,10 @@ def test_pg_dump_keeps_the_extensions_data(server_dsn: str, db_dsn: str) -> None
     with psycopg.connect(db_dsn, autocommit=True) as c:
         c.execute("SELECT optischema.set_setting('retention', '30 days')")
         c.execute("SELECT optischema.snapshot()")
-    env = dict(os.environ)
-    dump = subprocess.run(["/usr/lib/postgresql/15/bin/pg_dump", "--dbname", db_dsn],
-                          check=True, capture_output=True, text=True, env=env).stdout
-    target = "opt_restore_" + os.urandom(4).hex()
-    with psycopg.connect(server_dsn, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{target}"')
-    try:
-        target_dsn = make_conninfo(server_dsn, dbname=target)
-        subprocess.run(["/usr/lib/postgresql/15/bin/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", target_dsn],
-                       input=dump, check=True, capture_output=True, text=True)
-        with psycopg.connect(target_dsn) as c:
-            assert c.execute("SELECT optischema.setting('retention')").fetchone()[0] == "30 days"
-            assert c.execute("SELECT count(*) FROM optischema.snapshots").fetchone()[0] == 1
-            assert c.execute("SELECT count(*) FROM optischema.queries").fetchone()[0] > 0
-    finally:
-        with psycopg.connect(server_dsn, autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
+    with restored_copy(server_dsn, db_dsn) as target_dsn, psycopg.connect(target_dsn) as c:
+        assert c.execute("SELECT optischema.setting('retention')").fetchone()[0] == "30 days"
+        assert c.execute("SELECT count(*) FROM optischema.snapshots").fetchone()[0] == 1
+        assert c.execute("SELECT count(*) FROM optischema.queries").fetchone()[0] > 0
 
 
 @pytest.fixture(scope="module")
