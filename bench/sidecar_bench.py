@@ -69,12 +69,13 @@ def apply_to_verified(dsn: str, rows: int, log: Path) -> tuple[float, float, str
         conn.execute("SELECT optischema.snapshot()")
         queryid = conn.execute("SELECT queryid FROM optischema.queries"
                                " WHERE query LIKE 'SELECT * FROM public.bench_t WHERE customer_id = $1%%'").fetchone()[0]
+        # A recommendation as the advisor writes it: the description the statement is built from.
         rec = conn.execute(
-            "INSERT INTO optischema._recommendations (key, kind, source, title, ddl, rollback_ddl, table_name, index_name, queryids)"
-            " VALUES ('bench', 'create_index', 'advisor', 'Index bench_t(customer_id)',"
-            " 'CREATE INDEX CONCURRENTLY bench_t_customer_id_idx ON public.bench_t USING btree (customer_id)',"
-            " 'DROP INDEX CONCURRENTLY IF EXISTS public.bench_t_customer_id_idx', 'public.bench_t',"
-            " 'bench_t_customer_id_idx', ARRAY[%s]::bigint[]) RETURNING id", (queryid,)).fetchone()[0]
+            "INSERT INTO optischema._recommendations (key, kind, source, title, table_name, index_name, queryids, index_spec)"
+            " VALUES ('bench', 'create_index', 'advisor', 'Index bench_t(customer_id)', 'public.bench_t',"
+            " 'bench_t_customer_id_idx', ARRAY[%s]::bigint[], jsonb_build_object('table', 'public.bench_t'::regclass::oid::bigint,"
+            " 'name', 'bench_t_customer_id_idx', 'keys', '[{\"column\": \"customer_id\"}]'::jsonb)) RETURNING id",
+            (queryid,)).fetchone()[0]
         proc = _start_sidecar(dsn, 2, log)
         try:
             _wait(conn, "SELECT count(*) > 0 FROM optischema.sidecars")

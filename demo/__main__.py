@@ -7,17 +7,24 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from collections.abc import Iterator
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from bench.common import ROOT, fresh_database
 from demo import workload
 from optischema_sidecar.llm.demo import run_once as llm_demo
 
 DB = "optischema_demo"
+# The application's role (it owns the tables and sends the workload) and the sidecar's
+# least-privilege login role (README, Roles). Roles are cluster-wide: made once, kept.
+APP_ROLE = "optischema_demo_app"
+SIDECAR_ROLE = "optischema_demo_sidecar"
 PSQL = "/usr/lib/postgresql/15/bin/psql"
 WORKLOAD_SECONDS = float(os.environ.get("DEMO_SECONDS", "20"))
 
@@ -50,14 +57,32 @@ def scalar(dsn: str, sql: str) -> object:
     return value
 
 
+def roles(dsn: str) -> None:
+    """The application owns its tables; the sidecar is no superuser: the sidecar level,
+    other roles' statistics, and membership in the role that owns (and queries) the tables."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        missing = [r for r in (APP_ROLE, SIDECAR_ROLE)
+                   if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (r,)).fetchone()]
+        tables = [r[0] for r in conn.execute("SELECT c.oid::regclass::text FROM pg_class c"
+                                             " WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'"
+                                             " ORDER BY 1")]
+    for role in missing:
+        psql(dsn, f"CREATE ROLE {role} LOGIN")
+    # An index is created in its table's schema: its owner needs CREATE there (public has none for PUBLIC).
+    psql(dsn, "; ".join([f"ALTER TABLE {t} OWNER TO {APP_ROLE}" for t in tables]
+                        + [f"GRANT CREATE ON SCHEMA public TO {APP_ROLE}"]))
+    psql(dsn, f"SELECT optischema.grant_usage('{SIDECAR_ROLE}', 'sidecar')")
+    psql(dsn, f"GRANT pg_read_all_stats, {APP_ROLE} TO {SIDECAR_ROLE}")
+
+
 @contextmanager
 def sidecar(dsn: str) -> Iterator[None]:
     """A real sidecar for the demo's database. LLM jobs are left to the demo's
     own LLM step, which prints what it does."""
     kinds = "apply,rollback,verify,snapshot,recommend,purge"
-    cmd = [str(ROOT / ".venv" / "bin" / "optischema-sidecar"), "--dsn", dsn, "--kinds", kinds,
-           "--metrics-port", "0", "--no-schedule", "--poll-interval", "1", "--log-level", "WARNING"]
-    print("$ optischema-sidecar --dsn ... --kinds " + kinds, flush=True)
+    cmd = [str(ROOT / ".venv" / "bin" / "optischema-sidecar"), "--dsn", make_conninfo(dsn, user=SIDECAR_ROLE),
+           "--kinds", kinds, "--metrics-port", "0", "--no-schedule", "--poll-interval", "1", "--log-level", "WARNING"]
+    print(f"$ optischema-sidecar --dsn 'dbname={DB} user={SIDECAR_ROLE}' --kinds " + kinds, flush=True)
     proc = subprocess.Popen(cmd)
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -90,7 +115,7 @@ def change_loop(dsn: str) -> None:
         step("The application runs on; measured before and after")
         # The measured "after" starts at the first snapshot taken once the index exists.
         psql(dsn, "SELECT optischema.snapshot()")
-        print(f"{workload.run(dsn, WORKLOAD_SECONDS / 2)} statements")
+        print(f"{workload.run(make_conninfo(dsn, user=APP_ROLE), WORKLOAD_SECONDS / 2)} statements")
         psql(dsn, "SELECT optischema.snapshot()")
         psql(dsn, f"SELECT * FROM optischema.verify({rec_id})")
 
@@ -107,10 +132,13 @@ def main() -> None:
     step("A fresh database with the extension: CREATE EXTENSION optischema CASCADE")
     dsn = fresh_database(DB)
     load(dsn)
+
+    step(f"Roles: the application owns its tables; the sidecar logs in as {SIDECAR_ROLE}, no superuser")
+    roles(dsn)
     psql(dsn, "SELECT optischema.snapshot() AS first_snapshot")
 
-    step(f"The application runs for {WORKLOAD_SECONDS:.0f} s")
-    statements = workload.run(dsn, WORKLOAD_SECONDS)
+    step(f"The application ({APP_ROLE}) runs for {WORKLOAD_SECONDS:.0f} s")
+    statements = workload.run(make_conninfo(dsn, user=APP_ROLE), WORKLOAD_SECONDS)
     print(f"{statements} statements from {len(workload.TEMPLATES)} templates")
     psql(dsn, "SELECT optischema.snapshot() AS second_snapshot")
 
@@ -136,7 +164,16 @@ def main() -> None:
         change_loop(dsn)
 
     step("LLM analyses (any OpenAI-compatible endpoint; the model's proposals are checked, never run)")
-    llm_demo(dsn)
+    llm_demo(make_conninfo(dsn, user=SIDECAR_ROLE))
+
+    step("The report: one HTML page, charts drawn by the server (no script, no network; reads on a phone)")
+    report = Path(tempfile.gettempdir()) / f"{DB}_report.html"
+    query = "SELECT optischema.report(since => '1 hour', bucket => '10 seconds')"
+    print(f'$ psql -At -c "{query}" > {report}', flush=True)
+    with open(report, "w") as out:
+        subprocess.run([PSQL, "-X", "-At", "-d", dsn, "-c", query], stdout=out, check=True)
+    print(f"wrote {report} ({report.stat().st_size // 1024} kB); a sidecar serves the same page on"
+          " http://127.0.0.1:9187/report")
 
 
 if __name__ == "__main__":

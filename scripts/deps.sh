@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-plpython3-15 postgresql-15-hypopg
           postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl postgresql-15-cron
-          python3-venv make)
+          python3-venv make chromium chromium-driver)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from optischema_sidecar import __version__, config, metrics, scheduler
+from optischema_sidecar import __version__, config, metrics, report, scheduler
 from optischema_sidecar import logging as jsonlog
 from optischema_sidecar.db import describe
 from optischema_sidecar.handlers import HANDLERS
@@ -79,11 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
     health = metrics.Health(stale_after=3 * settings.heartbeat_interval)
-    server = metrics.serve(settings.metrics_host, settings.metrics_port, health) if settings.metrics_port else None
+    # The report shows statement texts: never on an address beyond this host.
+    reports = report.Reports(settings) if report.is_loopback(settings.metrics_host) else None
+    server = metrics.serve(settings.metrics_host, settings.metrics_port, health, reports) if settings.metrics_port else None
     runners = [DatabaseRunner(dsn, settings, health) for dsn in settings.dsn]
     log.info("starting", extra={"worker_id": settings.worker_id, "databases": [describe(d) for d in settings.dsn],
                                 "concurrency": settings.concurrency, "version": __version__,
-                                "metrics_port": settings.metrics_port})
+                                "metrics_port": settings.metrics_port, "report": reports is not None})
     for runner in runners:
         runner.start()
     sched = scheduler.start(settings) if settings.schedule else None

@@ -25,6 +25,9 @@ def connect(dsn: str, settings: Settings, purpose: str) -> psycopg.Connection:
     # A backend notices its sidecar is gone (killed mid-CREATE INDEX) within
     # seconds instead of running on: the job's next owner finds no orphan.
     conn.execute("SET client_connection_check_interval = '2s'")
+    # Built-ins first, and nothing a role with CREATE on the database could put in
+    # "$user" or public: the engine's catalog queries name functions unqualified.
+    conn.execute("SET search_path = pg_catalog, pg_temp")
     return conn
 
 

@@ -1,16 +1,18 @@
 """Runs a change's CREATE/DROP INDEX CONCURRENTLY at top level and records
 the outcome in the change log (sql/11_changes.sql).
 
-Every step is idempotent, because a job may run again after its sidecar died
-at any point: an index that already exists (valid) is done, an INVALID one
-left by a failed or interrupted build is dropped before building again and
-after a failure, and a backend orphaned by a killed sidecar is terminated."""
+The statement is built by the database when it is about to run
+(optischema._change_ddl(): from the recommendation's structured description,
+checked in the catalog), never taken from stored text. Every step is
+idempotent, because a job may run again after its sidecar died at any point:
+an index that already exists (valid) is done, an INVALID one left by a failed
+or interrupted build is dropped before building again and after a failure,
+and a backend orphaned by a killed sidecar is terminated."""
 from __future__ import annotations
 
 import logging
-import re
 import time
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -20,43 +22,6 @@ from psycopg.types.json import Jsonb
 from optischema_sidecar.queue import Job, JobError
 
 log = logging.getLogger(__name__)
-
-Op = Literal["create", "drop"]
-_CREATE = re.compile(r"CREATE\s+(UNIQUE\s+)?INDEX\s+CONCURRENTLY\s", re.IGNORECASE)
-_DROP = re.compile(r"DROP\s+INDEX\s+CONCURRENTLY\s", re.IGNORECASE)
-
-
-def check_index_ddl(ddl: str) -> Op:
-    """Which operation ddl is, provided it is one CREATE INDEX CONCURRENTLY or
-    DROP INDEX CONCURRENTLY statement and nothing else (no second statement,
-    comment or dollar quote outside quoted names and literals). The stored DDL
-    was built by OptiSchema; this is defence in depth before running it."""
-    text = ddl.strip()
-    if text.endswith(";"):
-        text = text[:-1].rstrip()
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch in "'\"":
-            j = i + 1
-            while True:
-                j = text.find(ch, j)
-                if j < 0:
-                    raise ValueError(f"refusing to run {ddl!r}: unterminated quote")
-                if text.startswith(ch * 2, j):  # a doubled quote stands for itself
-                    j += 2
-                    continue
-                break
-            i = j + 1
-            continue
-        if ch in ";$" or text.startswith(("--", "/*"), i):
-            raise ValueError(f"refusing to run {ddl!r}: not a single statement")
-        i += 1
-    if _CREATE.match(text):
-        return "create"
-    if _DROP.match(text):
-        return "drop"
-    raise ValueError(f"refusing to run {ddl!r}: not CREATE INDEX CONCURRENTLY or DROP INDEX CONCURRENTLY")
 
 
 def _index_valid(conn: psycopg.Connection, schema: str, name: str) -> bool | None:
@@ -116,24 +81,30 @@ def run_change(conn: psycopg.Connection, job: Job) -> dict[str, Any]:
         cur.execute("SELECT * FROM optischema._start_change(%s, %s)", (change_id, job["worker_id"]))
         change = cur.fetchone()
     assert change is not None
-    schema, name, ddl = change["index_schema"], change["index_name"], change["ddl"]
-    try:
-        op = check_index_ddl(ddl)
-    except ValueError as e:
-        if change["status"] == "running":
-            _finish(conn, change_id, "failed", str(e), {}, None)
-        raise JobError(str(e), retry=False) from e
-
+    schema, name = change["index_schema"], change["index_name"]
     if change["status"] in ("succeeded", "cancelled"):
         return {"change_id": change_id, "outcome": change["status"], "note": "already finished"}
+    if change["status"] == "failed":
+        # A retry after a failed build whose INVALID index could not be dropped then.
+        _set_timeouts(conn)
+        try:
+            _cleanup_or_retry(conn, schema, name, change["error"])
+        finally:
+            if not conn.closed:
+                _reset_timeouts(conn)
+        return {"change_id": change_id, "outcome": "failed", "cleanup": "done"}
+    try:
+        op, ddl = conn.execute("SELECT op, ddl FROM optischema._change_ddl(%s)", (change_id,)).fetchone()
+    except psycopg.Error as e:
+        if conn.broken:
+            raise
+        error = f"refusing to run change {change_id}: {_describe(e)}"
+        _finish(conn, change_id, "failed", error, {"sqlstate": e.sqlstate}, None)
+        raise JobError(error, retry=False) from e
     if job["attempts"] > 1 and (n := _terminate_orphans(conn, ddl)):
         log.warning("terminated backends of an earlier attempt", extra={"change_id": change_id, "backends": n})
     _set_timeouts(conn)
     try:
-        if change["status"] == "failed":
-            # A retry after a failed build whose INVALID index could not be dropped then.
-            _cleanup_or_retry(conn, schema, name, change["error"])
-            return {"change_id": change_id, "outcome": "failed", "cleanup": "done"}
         state = _index_valid(conn, schema, name)
         if op == "create" and state is True:
             _finish(conn, change_id, "succeeded", None, {"note": "the index already existed"}, 0.0)

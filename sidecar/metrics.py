@@ -1,4 +1,4 @@
-"""Prometheus metrics and the /metrics + /healthz endpoint."""
+"""Prometheus metrics and the /metrics + /healthz (+ /report) endpoint."""
 from __future__ import annotations
 
 import json
@@ -7,6 +7,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+from optischema_sidecar.report import Reports
 
 JOBS_CLAIMED = Counter("optischema_sidecar_jobs_claimed_total", "Jobs claimed", ["database", "kind"])
 JOBS_FINISHED = Counter("optischema_sidecar_jobs_finished_total",
@@ -45,12 +47,16 @@ class Health:
         return all(status.values()), status
 
 
-def serve(host: str, port: int, health: Health) -> ThreadingHTTPServer:
-    """Starts the endpoint in a daemon thread and returns the server (shutdown() stops it)."""
+def serve(host: str, port: int, health: Health, reports: Reports | None = None) -> ThreadingHTTPServer:
+    """Starts the endpoint in a daemon thread and returns the server (shutdown() stops it).
+    With reports, it also answers GET /report (see optischema_sidecar.report)."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            if self.path == "/metrics":
+            path, _, query = self.path.partition("?")
+            if path == "/report" and reports is not None:
+                code, ctype, body = reports.page(query)
+            elif self.path == "/metrics":
                 body, ctype, code = generate_latest(), CONTENT_TYPE_LATEST, 200
             elif self.path == "/healthz":
                 ok, databases = health.report()

@@ -1,7 +1,8 @@
 """The plan check right after a change: do the queries the index was made
 for now plan with it? Each query's normalized text is re-planned as a generic
 plan (PREPARE + plan_cache_mode = force_generic_plan + EXPLAIN EXECUTE with
-NULL parameters), never executed. The timing check (before/after means from
+NULL parameters), never executed, as a role that sent it (never as the sidecar's
+role: planning runs code of the sender's choosing). The timing check (before/after means from
 snapshots) is SQL: optischema.verify() and the snapshot job."""
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ from typing import Any
 import psycopg
 from optischema_engine.db import PsycopgDatabase
 from optischema_engine.plans import index_names
-from optischema_engine.sqltext import single_statement
-from optischema_engine.whatif import Unplannable, WhatIf
-from psycopg import sql
+from optischema_engine.whatif import generic_plan
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -22,28 +21,16 @@ from .db import own_prepared_statements
 log = logging.getLogger(__name__)
 
 
-def explain_generic(conn: psycopg.Connection, query: str, schema: str) -> tuple[dict | None, str | None]:
+def explain_generic(conn: psycopg.Connection, queryid: int, query: str) -> tuple[dict | None, str | None]:
     """(top plan node, None), or (None, why the text could not be re-planned).
     The engine's own what-if planning (one PREPARE/EXPLAIN path for the advisor
-    and the sidecar), in a read-only transaction that is rolled back, as the
-    sidecar's role."""
-    reason = single_statement(query)
-    if reason is not None:
-        return None, reason
-    path = sql.SQL("{}, public").format(sql.Identifier(schema)).as_string(conn)
+    and the sidecar), in a transaction that is rolled back, as the most recent
+    sender of statement `queryid` the sidecar's role may act as, under that
+    role's search_path."""
     try:
         with own_prepared_statements(conn), conn.transaction(force_rollback=True):
-            conn.execute("SET LOCAL transaction_read_only = on")
             conn.execute("SET LOCAL statement_timeout = '10s'")
-            conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)", (path,))
-            wi = WhatIf(PsycopgDatabase(conn))
-            try:
-                name, types = wi.prepare(query)
-                return wi.cost(name, query, [], len(types))[1][0], None
-            finally:
-                wi.close()
-    except Unplannable as e:
-        return None, str(e)
+            return generic_plan(PsycopgDatabase(conn), queryid, query)
     except psycopg.Error as e:
         if conn.broken:
             raise
@@ -68,7 +55,7 @@ def plan_check(conn: psycopg.Connection, change_id: int) -> dict[str, Any]:
         if queryid not in texts:
             entry["skipped"] = "query text not captured (no snapshot has seen it yet)"
         else:
-            plan, reason = explain_generic(conn, texts[queryid], change["index_schema"])
+            plan, reason = explain_generic(conn, queryid, texts[queryid])
             if plan is None:
                 entry["skipped"] = reason
             else:

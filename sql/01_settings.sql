@@ -90,9 +90,10 @@ SELECT d.key, coalesce(s.value, d.default_value) AS value, d.default_value, d.ty
 FROM optischema.setting_defs d
 LEFT JOIN optischema.settings_set s USING (key);
 
--- The effective value of a setting (errors on an unknown key).
+-- The effective value of a setting (errors on an unknown key). Definer's
+-- rights: readers see settings through the view, not the tables behind it.
 CREATE OR REPLACE FUNCTION optischema.setting(p_key text) RETURNS text
-LANGUAGE sql STABLE
+LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN d.key IS NULL THEN optischema._check_setting(p_key, NULL)
@@ -102,16 +103,40 @@ AS $$
     LEFT JOIN optischema.settings_set s USING (key)
 $$;
 
-CREATE OR REPLACE FUNCTION optischema.set_setting(p_key text, p_value text) RETURNS text
-LANGUAGE plpgsql
+-- Changing a setting is an admin's action (grant_usage(role, 'admin')): the
+-- public functions check that and say how to become one; the internal ones
+-- write the row as the extension's owner, naming the caller.
+CREATE OR REPLACE FUNCTION optischema._set_setting(p_key text, p_value text) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v text := optischema._check_setting(p_key, p_value);
 BEGIN
-    INSERT INTO optischema.settings_set (key, value) VALUES (p_key, v)
+    INSERT INTO optischema.settings_set (key, value, set_by) VALUES (p_key, v, optischema._caller())
     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, set_at = EXCLUDED.set_at, set_by = EXCLUDED.set_by;
     RETURN v;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION optischema._reset_setting(p_key text) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM optischema._check_setting(p_key, (SELECT default_value FROM optischema.setting_defs WHERE key = p_key));
+    DELETE FROM optischema.settings_set WHERE key = p_key;
+    RETURN optischema.setting(p_key);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION optischema.set_setting(p_key text, p_value text) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM optischema._require_admin('change OptiSchema settings');
+    RETURN optischema._set_setting(p_key, p_value);
 END
 $$;
 
@@ -120,8 +145,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM optischema._check_setting(p_key, (SELECT default_value FROM optischema.setting_defs WHERE key = p_key));
-    DELETE FROM optischema.settings_set WHERE key = p_key;
-    RETURN optischema.setting(p_key);
+    PERFORM optischema._require_admin('change OptiSchema settings');
+    RETURN optischema._reset_setting(p_key);
 END
 $$;

@@ -18,7 +18,7 @@ CREATE TABLE IF NOT EXISTS optischema.snapshots (
     pgss_reset      timestamptz,        -- pg_stat_statements_info.stats_reset
     pgss_dealloc    bigint,             -- pg_stat_statements_info.dealloc
     reset_detected  boolean NOT NULL DEFAULT false,
-    evicted         bigint NOT NULL DEFAULT 0   -- entries pg_stat_statements evicted since the previous snapshot
+    evicted         bigint NOT NULL DEFAULT 0   -- eviction rounds of pg_stat_statements since the previous snapshot
 );
 CREATE INDEX IF NOT EXISTS snapshots_taken_at_idx ON optischema.snapshots (taken_at);
 
@@ -28,6 +28,17 @@ CREATE TABLE IF NOT EXISTS optischema.queries (
     query       text NOT NULL,
     own         boolean NOT NULL,       -- OptiSchema's own statements: counted nowhere
     first_seen  bigint NOT NULL
+);
+
+-- The roles that sent each statement (pg_stat_statements keeps one entry per
+-- user): a statement is planned as, and its text shown only to, one of them
+-- (or a reader of all statistics). first_seen and last_seen are snapshot ids.
+CREATE TABLE IF NOT EXISTS optischema.query_roles (
+    queryid     bigint NOT NULL,
+    userid      oid NOT NULL,
+    first_seen  bigint NOT NULL,
+    last_seen   bigint NOT NULL,
+    PRIMARY KEY (queryid, userid)
 );
 
 -- Running totals; the narrow row (88 bytes + its index entry) is the point.
@@ -59,7 +70,9 @@ CREATE TABLE IF NOT EXISTS optischema._query_state (
     rows              bigint NOT NULL,
     blks_hit          bigint NOT NULL,
     blks_read         bigint NOT NULL,
-    temp_blks_written bigint NOT NULL
+    temp_blks_written bigint NOT NULL,
+    senders           oid[],            -- its roles in pg_stat_statements (NULL: not recorded yet)
+    roles_seen        bigint            -- when query_roles was last written for it
 ) WITH (fillfactor = 50);   -- room for HOT updates: every snapshot rewrites the rows that ran
 
 -- Table and index activity, as deltas since the previous snapshot (few rows:
@@ -75,6 +88,7 @@ CREATE TABLE IF NOT EXISTS optischema.table_stats (
     n_tup_hot_upd       bigint NOT NULL,
     n_live_tup          bigint NOT NULL,    -- current value, not a delta
     n_mod_since_analyze bigint NOT NULL,    -- current value, not a delta
+    n_dead_tup          bigint,             -- current value, not a delta (NULL: taken before 0.2.0)
     PRIMARY KEY (snapshot_id, relid)
 );
 
@@ -85,7 +99,8 @@ CREATE TABLE IF NOT EXISTS optischema._table_state (
     n_tup_ins     bigint NOT NULL,
     n_tup_upd     bigint NOT NULL,
     n_tup_del     bigint NOT NULL,
-    n_tup_hot_upd bigint NOT NULL
+    n_tup_hot_upd bigint NOT NULL,
+    n_dead_tup    bigint            -- a change alone (a vacuum) is worth a row
 );
 
 CREATE TABLE IF NOT EXISTS optischema.index_stats (
@@ -105,6 +120,7 @@ CREATE TABLE IF NOT EXISTS optischema._index_state (
 SELECT pg_catalog.pg_extension_config_dump('optischema.snapshots', '');
 SELECT pg_catalog.pg_extension_config_dump('optischema.snapshots_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('optischema.queries', '');
+SELECT pg_catalog.pg_extension_config_dump('optischema.query_roles', '');
 SELECT pg_catalog.pg_extension_config_dump('optischema.query_stats', '');
 SELECT pg_catalog.pg_extension_config_dump('optischema._query_state', '');
 SELECT pg_catalog.pg_extension_config_dump('optischema.table_stats', '');
@@ -155,6 +171,7 @@ BEGIN
     -- reads every text and is several times slower than the counters).
     -- After a reset, or when an entry was evicted and came back (fewer calls
     -- than last time), its counters restarted from zero: all of it is new.
+    -- Every sender of a statement that ran is recorded (query_roles).
     EXECUTE format($q$
         WITH cur AS (
             SELECT p.queryid,
@@ -163,12 +180,16 @@ BEGIN
                    sum(p.rows)::bigint              AS rows,
                    sum(p.shared_blks_hit)::bigint   AS blks_hit,
                    sum(p.shared_blks_read)::bigint  AS blks_read,
-                   sum(p.temp_blks_written)::bigint AS temp_blks
+                   sum(p.temp_blks_written)::bigint AS temp_blks,
+                   array_agg(p.userid)              AS senders
             FROM %1$I.pg_stat_statements(false) p
             WHERE p.dbid = $1 AND p.toplevel AND p.queryid IS NOT NULL
             GROUP BY p.queryid
         ), j AS (
             SELECT c.*, s.queryid IS NOT NULL AS known,
+                   -- a new sender, or last_seen older than an hour ($4): query_roles is written
+                   (s.senders IS NULL OR NOT c.senders <@ s.senders OR s.roles_seen <= $4) AS w_roles,
+                   s.roles_seen,
                    CASE WHEN s.queryid IS NULL OR $2 OR c.calls < s.pgss_calls THEN 0 ELSE 1 END AS k,
                    coalesce(s.pgss_calls, 0) AS pgss_calls, coalesce(s.pgss_total_ms, 0) AS pgss_total_ms,
                    coalesce(s.pgss_rows, 0) AS pgss_rows, coalesce(s.pgss_blks_hit, 0) AS pgss_blks_hit,
@@ -194,7 +215,7 @@ BEGIN
             ORDER BY p.queryid
         ), ins_texts AS (
             INSERT INTO optischema.queries (queryid, query, own, first_seen)
-            SELECT queryid, query, own, $3 FROM texts
+            SELECT queryid, optischema._redact(query), own, $3 FROM texts
             ON CONFLICT (queryid) DO NOTHING
         ), d AS (
             SELECT j.* FROM j WHERE j.known AND (j.calls <> j.pgss_calls OR $2)
@@ -203,7 +224,8 @@ BEGIN
             SELECT j.* FROM j JOIN unknown u ON u.queryid = j.queryid LEFT JOIN texts t ON t.queryid = j.queryid
             WHERE NOT coalesce(u.own, t.own, true)
         ), n AS (
-            SELECT d.queryid, d.known, d.calls, d.total_ms, d.rows, d.blks_hit, d.blks_read, d.temp_blks,
+            SELECT d.queryid, d.known, d.senders, d.w_roles, d.roles_seen,
+                   d.calls, d.total_ms, d.rows, d.blks_hit, d.blks_read, d.temp_blks,
                    d.r_calls     + d.calls     - d.k * d.pgss_calls     AS t_calls,
                    d.r_total_ms  + d.total_ms  - d.k * d.pgss_total_ms  AS t_total_ms,
                    d.r_rows      + d.rows      - d.k * d.pgss_rows      AS t_rows,
@@ -217,13 +239,22 @@ BEGIN
             SET last_snapshot_id = $3, pgss_calls = n.calls, pgss_total_ms = n.total_ms, pgss_rows = n.rows,
                 pgss_blks_hit = n.blks_hit, pgss_blks_read = n.blks_read, pgss_temp_blks = n.temp_blks,
                 calls = n.t_calls, total_ms = n.t_total_ms, rows = n.t_rows, blks_hit = n.t_blks_hit,
-                blks_read = n.t_blks_read, temp_blks_written = n.t_temp_blks
+                blks_read = n.t_blks_read, temp_blks_written = n.t_temp_blks, senders = n.senders,
+                roles_seen = CASE WHEN n.w_roles THEN $3 ELSE n.roles_seen END
             FROM n WHERE n.known AND s.queryid = n.queryid
         ), ins_state AS (
             INSERT INTO optischema._query_state
             SELECT n.queryid, $3, n.calls, n.total_ms, n.rows, n.blks_hit, n.blks_read, n.temp_blks,
-                   n.t_calls, n.t_total_ms, n.t_rows, n.t_blks_hit, n.t_blks_read, n.t_temp_blks
+                   n.t_calls, n.t_total_ms, n.t_rows, n.t_blks_hit, n.t_blks_read, n.t_temp_blks, n.senders, $3
             FROM n WHERE NOT n.known
+        ), ins_roles AS (
+            -- Only for a new sender, and hourly: a write per statement and
+            -- snapshot would double the cost of a snapshot.
+            INSERT INTO optischema.query_roles AS r (queryid, userid, first_seen, last_seen)
+            SELECT n.queryid, u.userid, $3, $3
+            FROM n CROSS JOIN LATERAL unnest(n.senders) u (userid)
+            WHERE n.w_roles
+            ON CONFLICT (queryid, userid) DO UPDATE SET last_seen = EXCLUDED.last_seen
         ), ins AS (
             INSERT INTO optischema.query_stats
                 (queryid, calls, total_ms, rows, blks_hit, blks_read, temp_blks_written, snapshot_id)
@@ -233,12 +264,14 @@ BEGIN
         )
         SELECT (SELECT count(*)::integer FROM cur), (SELECT count(*)::integer FROM n),
                (SELECT count(*)::integer FROM texts)$q$, pgss)
-        INTO v_seen, v_changed, v_new USING v_db, v_restart, v_id;
+        INTO v_seen, v_changed, v_new
+        USING v_db, v_restart, v_id,
+              coalesce((SELECT max(x.id) FROM optischema.snapshots x WHERE x.taken_at <= now() - interval '1 hour'), 0);
 
     -- Tables and indexes: a counter that went backwards was reset (pg_stat_reset): take it whole.
     WITH cur AS (
         SELECT t.relid, t.seq_scan, coalesce(t.idx_scan, 0) AS idx_scan, t.n_tup_ins, t.n_tup_upd,
-               t.n_tup_del, t.n_tup_hot_upd, t.n_live_tup, t.n_mod_since_analyze
+               t.n_tup_del, t.n_tup_hot_upd, t.n_live_tup, t.n_mod_since_analyze, t.n_dead_tup
         FROM pg_stat_user_tables t
         WHERE t.schemaname <> 'optischema'
     ), d AS (
@@ -250,19 +283,20 @@ BEGIN
                coalesce(s.n_tup_ins, 0) AS s_ins, coalesce(s.n_tup_upd, 0) AS s_upd,
                coalesce(s.n_tup_del, 0) AS s_del, coalesce(s.n_tup_hot_upd, 0) AS s_hot
         FROM cur c LEFT JOIN optischema._table_state s ON s.relid = c.relid
-        WHERE s.relid IS NULL OR (c.seq_scan, c.idx_scan, c.n_tup_ins, c.n_tup_upd, c.n_tup_del)
-                                 IS DISTINCT FROM (s.seq_scan, s.idx_scan, s.n_tup_ins, s.n_tup_upd, s.n_tup_del)
+        WHERE s.relid IS NULL OR (c.seq_scan, c.idx_scan, c.n_tup_ins, c.n_tup_upd, c.n_tup_del, c.n_dead_tup)
+                                 IS DISTINCT FROM (s.seq_scan, s.idx_scan, s.n_tup_ins, s.n_tup_upd, s.n_tup_del, s.n_dead_tup)
     ), st AS (
         INSERT INTO optischema._table_state AS s
-        SELECT relid, seq_scan, idx_scan, n_tup_ins, n_tup_upd, n_tup_del, n_tup_hot_upd FROM d
+        SELECT relid, seq_scan, idx_scan, n_tup_ins, n_tup_upd, n_tup_del, n_tup_hot_upd, n_dead_tup FROM d
         ON CONFLICT (relid) DO UPDATE SET seq_scan = EXCLUDED.seq_scan, idx_scan = EXCLUDED.idx_scan,
             n_tup_ins = EXCLUDED.n_tup_ins, n_tup_upd = EXCLUDED.n_tup_upd,
-            n_tup_del = EXCLUDED.n_tup_del, n_tup_hot_upd = EXCLUDED.n_tup_hot_upd
+            n_tup_del = EXCLUDED.n_tup_del, n_tup_hot_upd = EXCLUDED.n_tup_hot_upd,
+            n_dead_tup = EXCLUDED.n_dead_tup
     )
     INSERT INTO optischema.table_stats
     SELECT v_id, relid, seq_scan - k * s_seq, idx_scan - k * s_idx, n_tup_ins - k * s_ins,
            n_tup_upd - k * s_upd, n_tup_del - k * s_del, greatest(n_tup_hot_upd - k * s_hot, 0),
-           n_live_tup, n_mod_since_analyze
+           n_live_tup, n_mod_since_analyze, n_dead_tup
     FROM d;
 
     WITH cur AS (
@@ -287,6 +321,17 @@ BEGIN
     WHERE id = v_id;
     RETURN v_id;
 END
+$$;
+
+-- The roles that sent statement p_queryid and still exist, the one seen most
+-- recently first: whom to plan it as.
+CREATE OR REPLACE FUNCTION optischema._senders(p_queryid bigint) RETURNS SETOF oid
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r.userid FROM optischema.query_roles r
+    WHERE r.queryid = p_queryid AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles a WHERE a.oid = r.userid)
+    ORDER BY r.last_seen DESC, r.first_seen DESC, r.userid
 $$;
 
 -- Takes a snapshot unless one is younger than top_queries_refresh. Right

@@ -10,8 +10,25 @@ AS $$
     SELECT max(id) FROM optischema.snapshots WHERE taken_at <= p_since
 $$;
 
-CREATE OR REPLACE FUNCTION optischema.top_queries(since interval DEFAULT '1 hour', n integer DEFAULT 20)
-RETURNS TABLE (queryid bigint, query text, calls bigint, total_ms numeric, mean_ms numeric,
+-- Captured statement texts as pg_stat_statements shows them to the current
+-- user: every text to a member of pg_read_all_stats (or a superuser), and to
+-- others only the texts of statements sent by a role they are a member of;
+-- the rest read '<insufficient privilege>'. Readers are granted this view,
+-- never the tables: a view reads them as its owner, while current_user in
+-- it stays the reader.
+CREATE OR REPLACE VIEW optischema.query_texts WITH (security_barrier) AS
+SELECT q.queryid, CASE WHEN v.visible THEN q.query ELSE '<insufficient privilege>' END AS query, v.visible
+FROM optischema.queries q
+CROSS JOIN LATERAL (
+    SELECT pg_catalog.pg_has_role('pg_read_all_stats', 'MEMBER')
+           OR EXISTS (SELECT 1 FROM optischema.query_roles r
+                      WHERE r.queryid = q.queryid AND pg_catalog.pg_has_role(r.userid, 'MEMBER')) AS visible) v;
+
+-- The figures of top_queries(), without texts: they are everyone's to see
+-- (pg_stat_statements shows them too). Definer's rights: it may take a
+-- snapshot and reads the tables.
+CREATE OR REPLACE FUNCTION optischema._top_queries(since interval, n integer)
+RETURNS TABLE (queryid bigint, calls bigint, total_ms numeric, mean_ms numeric,
                rows bigint, share_pct numeric, cache_hit_pct numeric, temp_blks_written bigint)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -23,11 +40,17 @@ BEGIN
         RAISE EXCEPTION 'since must be a positive interval, got %', coalesce(since::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value', HINT = 'For example: optischema.top_queries(''1 hour'').';
     END IF;
+    -- now() - since must stay a timestamp
+    IF since > interval '1000 years' THEN
+        RAISE EXCEPTION 'since must be at most 1000 years, got %', since
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Everything captured so far: optischema.top_queries(''1000 years'').';
+    END IF;
     PERFORM optischema._check_count(n, 1, 'rows', 'optischema.top_queries(''1 hour'', 20)');
     v_to := optischema._refresh_snapshot();
 
     RETURN QUERY
-    SELECT w.queryid, q.query, w.calls,
+    SELECT w.queryid, w.calls,
            round(w.total_ms::numeric, 3),
            round((w.total_ms / nullif(w.calls, 0))::numeric, 3),
            w.rows,
@@ -35,8 +58,34 @@ BEGIN
            round((100.0 * w.blks_hit / nullif(w.blks_hit + w.blks_read, 0))::numeric, 2),
            w.temp_blks_written
     FROM optischema._query_window(optischema._snapshot_before(now() - since), v_to) w
-    JOIN optischema.queries q ON q.queryid = w.queryid
     ORDER BY w.total_ms DESC, w.queryid
     LIMIT n;
+END
+$$;
+
+-- The caller's rights: texts come through query_texts, which shows the
+-- caller what pg_stat_statements would. Read one statement after the
+-- figures, so that a snapshot _top_queries() just took is seen.
+CREATE OR REPLACE FUNCTION optischema.top_queries(since interval DEFAULT '1 hour', n integer DEFAULT 20)
+RETURNS TABLE (queryid bigint, query text, calls bigint, total_ms numeric, mean_ms numeric,
+               rows bigint, share_pct numeric, cache_hit_pct numeric, temp_blks_written bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    f record;
+BEGIN
+    FOR f IN SELECT * FROM optischema._top_queries(since, n) LOOP
+        queryid := f.queryid;
+        query := (SELECT t.query FROM optischema.query_texts t WHERE t.queryid = f.queryid);
+        calls := f.calls;
+        total_ms := f.total_ms;
+        mean_ms := f.mean_ms;
+        rows := f.rows;
+        share_pct := f.share_pct;
+        cache_hit_pct := f.cache_hit_pct;
+        temp_blks_written := f.temp_blks_written;
+        RETURN NEXT;
+    END LOOP;
 END
 $$;

@@ -12,6 +12,7 @@ DECLARE
                          WHERE e.extname = 'pg_stat_statements');
     v_last      optischema.snapshots;
     v_dealloc   bigint;
+    v_rounds    bigint;
     v_interval  interval := optischema.setting('snapshot_interval')::interval;
     v_timeout   interval := optischema.setting('sidecar_timeout')::interval;
     v_max       text := current_setting('pg_stat_statements.max', true);
@@ -70,10 +71,14 @@ BEGIN
         EXECUTE format('SELECT dealloc FROM %I.pg_stat_statements_info', v_pgss) INTO v_dealloc;
     END IF;
     -- Evictions since the previous snapshot, or since the last one up to now.
+    -- dealloc counts rounds of eviction, each of which drops the least-used
+    -- 5% of the entries (at least 10): pg_stat_statements' entry_dealloc().
     ok := coalesce(v_last.evicted, 0) = 0 AND v_dealloc IS NOT DISTINCT FROM coalesce(v_last.pgss_dealloc, v_dealloc);
+    v_rounds := greatest(coalesce(v_last.evicted, 0), coalesce(v_dealloc - v_last.pgss_dealloc, 0));
     detail := CASE WHEN ok THEN 'no statements evicted since the last snapshot (pg_stat_statements.max = ' || coalesce(v_max, '?') || ')'
-                   ELSE format('%s statements evicted: pg_stat_statements.max = %s is too small, the workload is not fully seen',
-                               greatest(coalesce(v_last.evicted, 0), coalesce(v_dealloc - v_last.pgss_dealloc, 0)), coalesce(v_max, '?')) END;
+                   ELSE format('pg_stat_statements ran out of room %s times, each time evicting its least-used 5%% of entries '
+                               '(about %s statements in all): pg_stat_statements.max = %s is too small, the workload is not fully seen',
+                               v_rounds, coalesce((v_rounds * greatest(v_max::integer / 20, 10))::text, '?'), coalesce(v_max, '?')) END;
     fix := CASE WHEN NOT ok THEN format('postgresql.conf: pg_stat_statements.max = %s then restart PostgreSQL',
                                         coalesce(v_max::integer * 2, 10000)) END;
     RETURN NEXT;

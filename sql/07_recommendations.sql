@@ -1,6 +1,8 @@
 -- Recommendations: what recommend() found (source 'advisor') or the LLM
 -- proposed and OptiSchema verified (source 'llm'). One row per distinct
--- piece of advice (key): re-running the analysis updates it in place.
+-- piece of advice (key): re-running the analysis updates it in place. An
+-- index recommendation's ddl and rollback_ddl are for reading: what runs is
+-- built from index_spec by optischema._index_ddl() when it runs.
 
 CREATE TABLE IF NOT EXISTS optischema._recommendations (
     id                   bigserial PRIMARY KEY,
@@ -25,14 +27,33 @@ CREATE TABLE IF NOT EXISTS optischema._recommendations (
     dismissed_reason     text,
     created_at           timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at           timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    status_changed_at    timestamptz NOT NULL DEFAULT pg_catalog.now()
+    status_changed_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- create_index/drop_index: what to build or drop, as sql/09_index_ddl.sql
+    -- describes it; the statement is built from it whenever one runs.
+    index_spec           jsonb
 );
 CREATE INDEX IF NOT EXISTS _recommendations_status_idx ON optischema._recommendations (status, score DESC);
 SELECT pg_catalog.pg_extension_config_dump('optischema._recommendations', '');
 SELECT pg_catalog.pg_extension_config_dump('optischema._recommendations_id_seq', '');
 
+-- Whether the current user may read the texts of every statement a
+-- recommendation serves (see optischema.query_texts). What is made of those
+-- texts is shown only then: a rewrite's statement and evidence (which holds
+-- the original), the model's explanation, the plans of the plan check.
+CREATE OR REPLACE VIEW optischema._recommendation_texts AS
+SELECT r.id, bool_and(coalesce(t.visible, x.queryid IS NULL)) AS visible
+FROM optischema._recommendations r
+LEFT JOIN LATERAL unnest(r.queryids) x (queryid) ON true
+LEFT JOIN optischema.query_texts t ON t.queryid = x.queryid
+GROUP BY r.id;
+
 CREATE OR REPLACE VIEW optischema.recommendations AS
-SELECT id, kind, source, status, title, ddl, rollback_ddl, table_name, index_name, queryids,
-       benefit, evidence, estimated_size_bytes, write_overhead, score, explanation,
-       dismissed_reason, created_at, updated_at, status_changed_at
-FROM optischema._recommendations;
+SELECT r.id, r.kind, r.source, r.status, r.title,
+       CASE WHEN r.kind = 'rewrite' AND NOT v.visible THEN '<insufficient privilege>' ELSE r.ddl END AS ddl,
+       r.rollback_ddl, r.table_name, r.index_name, r.queryids, r.benefit,
+       CASE WHEN r.kind = 'rewrite' AND NOT v.visible THEN '"<insufficient privilege>"' ELSE r.evidence END AS evidence,
+       r.estimated_size_bytes, r.write_overhead, r.score,
+       CASE WHEN NOT v.visible AND r.explanation <> '' THEN '<insufficient privilege>' ELSE r.explanation END AS explanation,
+       r.dismissed_reason, r.created_at, r.updated_at, r.status_changed_at, r.index_spec
+FROM optischema._recommendations r
+JOIN optischema._recommendation_texts v ON v.id = r.id;

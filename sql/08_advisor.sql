@@ -153,9 +153,14 @@ if getattr(engine, '__version__', None) != want:
 return engine.__version__
 $$;
 
--- Runs the engine in this backend. plan_cache_mode is set (and so restored
--- on exit) for generic plans; the engine removes exactly the hypothetical
--- indexes and prepared statements it made.
+-- Runs the engine in this backend, with the caller's rights: it plans each
+-- statement as a role that sent it, which the caller must be able to become
+-- (optischema_engine.senders; SET ROLE and the like are refused in SECURITY
+-- DEFINER functions, and so is handing a function to another role there).
+-- plan_cache_mode is set (and so restored on exit) for generic plans; the
+-- engine removes exactly the hypothetical indexes it made. The result is
+-- returned and kept for _record_advice() in this transaction: GD is PL/Python's,
+-- which only a superuser can write to, so what gets recorded is the engine's.
 CREATE OR REPLACE FUNCTION optischema._advise(p_from bigint, p_to bigint) RETURNS jsonb
 LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
@@ -179,10 +184,36 @@ activity = Activity(
     indexes={int(k): IndexActivity(**v) for k, v in act["indexes"].items()},
     first_snapshot_at=act["first_snapshot_at"])
 settings = Settings.from_dict(json.loads(plpy.execute("SELECT optischema._engine_settings() AS s")[0]["s"]))
-# The workload's texts name tables the way the application sees them: plan
-# them under the session's default search_path (the function's own SET
-# clause puts pg_catalog, pg_temp back on exit). pg_temp stays last.
-plpy.execute("SELECT pg_catalog.set_config('search_path', setting, true) FROM ("
-             " SELECT reset_val || ', pg_temp' AS setting FROM pg_catalog.pg_settings WHERE name = 'search_path') s")
-return json.dumps(advise(PlpyDatabase(plpy), workload, activity, settings).to_dict())
+result = json.dumps(advise(PlpyDatabase(plpy), workload, activity, settings).to_dict())
+xid = plpy.execute("SELECT pg_catalog.pg_current_xact_id()::text AS x")[0]["x"]
+GD["optischema_advice"] = (xid, p_from, p_to, result)
+return result
+$$;
+
+-- The result of the last _advise() of this transaction, taken (once).
+CREATE OR REPLACE FUNCTION optischema._take_advice(OUT p_from bigint, OUT p_to bigint, OUT result jsonb)
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $$
+entry = GD.pop("optischema_advice", None)
+xid = plpy.execute("SELECT pg_catalog.pg_current_xact_id()::text AS x")[0]["x"]
+if entry is None or entry[0] != xid:
+    plpy.error("no advice was computed in this transaction", hint="Run SELECT * FROM optischema.recommend();",
+               sqlstate="55000")
+return entry[1:]
+$$;
+
+-- The generic plan of statement p_queryid's text p_text (its top node), or
+-- why there is none: planned as a role that sent it, with the caller's rights
+-- (the caller must be able to become that role), like the advisor plans.
+CREATE OR REPLACE FUNCTION optischema._generic_plan(p_queryid bigint, p_text text, OUT plan jsonb, OUT reason text)
+LANGUAGE plpython3u
+SET search_path = pg_catalog, pg_temp
+AS $$
+import json
+plpy.execute("SELECT optischema._load_engine()")
+from optischema_engine.db import PlpyDatabase
+from optischema_engine.whatif import generic_plan
+found, why = generic_plan(PlpyDatabase(plpy), p_queryid, p_text)
+return (None if found is None else json.dumps(found), why)
 $$;

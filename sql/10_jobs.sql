@@ -56,6 +56,72 @@ INSERT INTO optischema.setting_defs (key, type, default_value, min_value, max_va
 ON CONFLICT (key) DO UPDATE SET (type, default_value, min_value, max_value, allowed, description)
     = (EXCLUDED.type, EXCLUDED.default_value, EXCLUDED.min_value, EXCLUDED.max_value, EXCLUDED.allowed, EXCLUDED.description);
 
+-- A job whose payload its sidecar handler (sidecar/handlers.py) cannot use
+-- would fail, or be retried, for nothing: what each kind reads is checked
+-- here, with what to do instead. Kinds that read nothing take any object.
+CREATE OR REPLACE FUNCTION optischema._check_job_payload(p_kind text, p_payload jsonb) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_id     text := p_payload ->> CASE WHEN p_kind = 'llm_analysis' THEN 'queryid' ELSE 'change_id' END;
+    v_scope  jsonb := coalesce(p_payload -> 'scope', '"query"');
+    v_sleep  jsonb := p_payload -> 'sleep';
+    v_change record;
+    v_query  record;
+BEGIN
+    IF p_kind IN ('apply', 'rollback', 'verify') THEN
+        IF jsonb_typeof(p_payload -> 'change_id') IS DISTINCT FROM 'number' OR v_id !~ '^[0-9]{1,18}$' THEN
+            RAISE EXCEPTION '% job payload needs "change_id": the id of a change, got %', p_kind, p_payload
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = CASE WHEN p_kind = 'verify' THEN 'For example: optischema.enqueue(''verify'', ''{"change_id": 12}''); or optischema.verify(recommendation_id).'
+                                  ELSE format('optischema.%s(recommendation_id) records the change and queues its job.', p_kind) END;
+        END IF;
+        SELECT c.action, c.via, c.status INTO v_change FROM optischema._changes c WHERE c.id = v_id::bigint;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'change % does not exist', v_id
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'SELECT * FROM optischema.changes ORDER BY id DESC;';
+        ELSIF p_kind IN ('apply', 'rollback') AND (v_change.action <> p_kind OR v_change.via <> 'sidecar') THEN
+            RAISE EXCEPTION 'change % is % via %: % jobs run only % changes requested with via => ''sidecar''',
+                            v_id, v_change.action, v_change.via, p_kind, p_kind
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = format('optischema.%s(recommendation_id) records the change and queues its job.', p_kind);
+        ELSIF p_kind = 'verify' AND (v_change.action <> 'apply' OR v_change.status <> 'succeeded') THEN
+            RAISE EXCEPTION 'change % is % %: the plan check is for a succeeded apply', v_id, v_change.status, v_change.action
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'SELECT * FROM optischema.changes WHERE id = ' || v_id || ';';
+        END IF;
+    ELSIF p_kind = 'llm_analysis' THEN
+        IF v_scope NOT IN ('"query"', '"workload"') THEN
+            RAISE EXCEPTION 'llm_analysis job payload "scope" must be "query" or "workload", got %', v_scope
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'optischema.enqueue_llm_analyses() queues the analyses that are due.';
+        END IF;
+        IF v_scope = '"query"' THEN
+            IF coalesce(jsonb_typeof(p_payload -> 'queryid'), 'null') NOT IN ('number', 'string') OR v_id !~ '^-?[0-9]{1,19}$' THEN
+                RAISE EXCEPTION 'llm_analysis job payload needs "queryid": the queryid of a captured statement, got %', p_payload
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'For example: optischema.enqueue(''llm_analysis'', ''{"scope": "query", "queryid": "-4242"}''); queryids are in optischema.top_queries().';
+            END IF;
+            SELECT q.own, optischema._is_utility(q.query) AS utility INTO v_query
+            FROM optischema.queries q WHERE q.queryid = v_id::numeric;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'queryid % was never captured', v_id
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'Only statements optischema.snapshot() captured are analysed; see optischema.top_queries().';
+            ELSIF v_query.own OR v_query.utility THEN
+                RAISE EXCEPTION 'queryid % is %: it is never sent to a model', v_id,
+                                CASE WHEN v_query.own THEN 'one of OptiSchema''s own statements' ELSE 'a utility statement' END
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+        END IF;
+    ELSIF p_kind = 'noop' AND v_sleep IS NOT NULL
+          AND NOT jsonb_path_exists(v_sleep, '$ ? (@.type() == "number" && @ >= 0 && @ <= 3600)') THEN
+        RAISE EXCEPTION 'noop job payload "sleep" must be 0 to 3600 seconds, got %', v_sleep
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example: optischema.enqueue(''noop'', ''{"sleep": 2}'').';
+    END IF;
+END
+$$;
+
 -- Validates kind and payload, queues the job and wakes the sidecars. The
 -- notification, like the row, is only seen once the caller commits.
 CREATE OR REPLACE FUNCTION optischema.enqueue(kind text, payload jsonb DEFAULT '{}') RETURNS bigint
@@ -74,6 +140,7 @@ BEGIN
         RAISE EXCEPTION 'job payload must be a JSON object, got %', coalesce(jsonb_typeof(payload), 'NULL')
             USING ERRCODE = 'invalid_parameter_value', HINT = 'For example: optischema.enqueue(''snapshot'', ''{}'').';
     END IF;
+    PERFORM optischema._check_job_payload(kind, payload);
     INSERT INTO optischema.jobs (kind, payload) VALUES (kind, payload) RETURNING id INTO v_id;
     PERFORM pg_notify('optischema_jobs', kind);
     RETURN v_id;

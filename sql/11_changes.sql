@@ -61,9 +61,12 @@ SELECT pg_catalog.pg_extension_config_dump('optischema._changes_id_seq', '');
 CREATE OR REPLACE VIEW optischema.changes AS
 SELECT c.id, c.recommendation_id, r.title, c.action, c.via, c.ddl, c.status AS outcome,
        c.requested_by, c.requested_at, c.started_at, c.finished_at, c.duration_ms, c.executed_by,
-       c.error, c.plan_check, c.timing_verdict, c.verified_at, c.job_id, c.detail, c.plan_evidence, c.timing
+       c.error, c.plan_check, c.timing_verdict, c.verified_at, c.job_id, c.detail,
+       CASE WHEN NOT v.visible AND c.plan_evidence IS NOT NULL THEN '"<insufficient privilege>"' ELSE c.plan_evidence END
+           AS plan_evidence, c.timing
 FROM optischema._changes c
-JOIN optischema._recommendations r ON r.id = c.recommendation_id;
+JOIN optischema._recommendations r ON r.id = c.recommendation_id
+JOIN optischema._recommendation_texts v ON v.id = c.recommendation_id;
 
 -- Who asked: inside SECURITY DEFINER current_user is the owner, so take the
 -- role the session acts as.
@@ -75,38 +78,116 @@ AS $$
 $$;
 
 -- Raises a clear error unless the calling role may act (apply, roll back,
--- dismiss, verify): that is, it was given optischema.grant_usage(role, admin => true).
+-- dismiss, verify, change settings): that is, it was given
+-- optischema.grant_usage(role, 'admin') (or 'sidecar'). p_action says what it tried.
 CREATE OR REPLACE FUNCTION optischema._require_admin(p_action text) RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF NOT has_function_privilege('optischema._request_change(bigint, text, text)', 'EXECUTE') THEN
-        RAISE EXCEPTION 'role % may not % OptiSchema recommendations', current_user, p_action
+        RAISE EXCEPTION 'role % may not %', current_user, p_action
             USING ERRCODE = 'insufficient_privilege',
-                  HINT = format('A superuser grants it with: SELECT optischema.grant_usage(%L, admin => true);', current_user);
+                  HINT = format('A superuser grants it with: SELECT optischema.grant_usage(%L, ''admin'');', current_user);
     END IF;
 END
 $$;
 
--- The stored DDL must be one CREATE/DROP INDEX CONCURRENTLY statement and
--- nothing else (defence in depth: the sidecar checks again before running it).
-CREATE OR REPLACE FUNCTION optischema._check_index_ddl(p_ddl text) RETURNS text
-LANGUAGE plpgsql IMMUTABLE
+-- Whether a change builds an index or drops one: applying a create or
+-- rolling back a drop builds.
+CREATE OR REPLACE FUNCTION optischema._change_op(p_action text, p_kind text) RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN (p_action = 'apply') = (p_kind = 'create_index') THEN 'create' ELSE 'drop' END
+$$;
+
+-- The statement a change runs, built now from the recommendation's
+-- description (sql/09_index_ddl.sql) and the catalog, and where its index is:
+-- op 'create' or 'drop'. p_requester is the role that asked for the change.
+-- Rolling back a create drops the index its apply built, found in the catalog
+-- by the name its change recorded.
+CREATE OR REPLACE FUNCTION optischema._action_ddl(p_rec optischema._recommendations, p_action text, p_requester text,
+                                                  OUT op text, OUT ddl text, OUT index_schema name, OUT index_name name)
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v text := regexp_replace(coalesce(p_ddl, ''), '\s*;\s*$', '');
+    v_spec  jsonb := p_rec.index_spec;
+    v_index oid;
 BEGIN
-    IF v ~* '^\s*CREATE\s+(UNIQUE\s+)?INDEX\s+CONCURRENTLY\s' AND position(';' IN v) = 0 AND v !~ '(--|/\*|\$)' THEN
-        RETURN 'create';
-    ELSIF v ~* '^\s*DROP\s+INDEX\s+CONCURRENTLY\s' AND position(';' IN v) = 0 AND v !~ '(--|/\*|\$)' THEN
-        RETURN 'drop';
+    IF p_rec.kind NOT IN ('create_index', 'drop_index') OR p_action NOT IN ('apply', 'rollback') THEN
+        RAISE EXCEPTION 'no index statement for action % of a % recommendation', p_action, p_rec.kind
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    RAISE EXCEPTION 'refusing to run %: not a single CREATE INDEX CONCURRENTLY or DROP INDEX CONCURRENTLY statement',
-        coalesce(quote_literal(p_ddl), 'NULL')
-        USING ERRCODE = 'data_exception',
-              HINT = 'Only index changes built by OptiSchema are applied; run other advice yourself after review.';
+    op := optischema._change_op(p_action, p_rec.kind);
+    IF p_rec.kind = 'create_index' AND p_action = 'rollback' THEN
+        SELECT c.index_schema, c.index_name INTO index_schema, index_name
+        FROM optischema._changes c
+        WHERE c.recommendation_id = p_rec.id AND c.action = 'apply' AND c.status = 'succeeded'
+        ORDER BY c.id DESC LIMIT 1;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'recommendation % was never applied: there is no index to drop', p_rec.id
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        SELECT x.oid INTO v_index
+        FROM pg_catalog.pg_class x JOIN pg_catalog.pg_namespace n ON n.oid = x.relnamespace
+        JOIN pg_catalog.pg_index i ON i.indexrelid = x.oid
+        WHERE n.nspname = index_schema AND x.relname = index_name
+          AND (v_spec IS NULL OR i.indrelid = optischema._index_oid(v_spec -> 'table'));
+        -- Gone already: the statement is a no-op the executor need not run.
+        ddl := CASE WHEN v_index IS NULL THEN format('DROP INDEX CONCURRENTLY IF EXISTS %I.%I', index_schema, index_name)
+                    ELSE optischema._index_ddl('drop', jsonb_build_object('index', v_index::bigint)) END;
+        RETURN;
+    END IF;
+    IF v_spec IS NULL OR (p_rec.kind = 'drop_index' AND NOT v_spec ? 'keys') THEN
+        RAISE EXCEPTION 'recommendation % has no index description OptiSchema can build from', p_rec.id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = CASE WHEN v_spec IS NULL THEN 'It was made before OptiSchema 0.2.0, which builds every statement from a description.'
+                                ELSE 'The index has expressions or a predicate OptiSchema could not describe, so it could not restore it after dropping it.' END,
+                  HINT = CASE WHEN p_action = 'rollback' THEN 'Review its rollback_ddl and run it yourself.'
+                              WHEN v_spec IS NULL THEN 'SELECT * FROM optischema.recommend(); refreshes it; or review its ddl and run it yourself.'
+                              ELSE 'Review its ddl and run it yourself, then dismiss it: SELECT optischema.dismiss(' || p_rec.id || ', ''dropped by hand'');' END;
+    END IF;
+    IF op = 'create' THEN
+        ddl := optischema._index_ddl('create', v_spec - 'index', p_requester);
+        SELECT n.nspname INTO index_schema FROM pg_catalog.pg_class t JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
+        WHERE t.oid = optischema._index_oid(v_spec -> 'table');
+        index_name := v_spec ->> 'name';
+    ELSE
+        ddl := optischema._index_ddl('drop', v_spec);
+        SELECT n.nspname, x.relname INTO index_schema, index_name
+        FROM pg_catalog.pg_class x JOIN pg_catalog.pg_namespace n ON n.oid = x.relnamespace
+        WHERE x.oid = optischema._index_oid(v_spec -> 'index');
+    END IF;
+END
+$$;
+
+-- What the sidecar's executor runs for a change, built at the moment it runs:
+-- never the stored text. Raises when the description no longer checks out,
+-- or no longer names the index the change recorded.
+CREATE OR REPLACE FUNCTION optischema._change_ddl(p_change bigint, OUT op text, OUT ddl text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c optischema._changes;
+    r optischema._recommendations;
+    a record;
+BEGIN
+    SELECT * INTO c FROM optischema._changes x WHERE x.id = p_change;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'change % does not exist', coalesce(p_change::text, 'NULL') USING ERRCODE = 'no_data_found';
+    END IF;
+    SELECT * INTO r FROM optischema._recommendations x WHERE x.id = c.recommendation_id;
+    a := optischema._action_ddl(r, c.action, c.requested_by);
+    IF (a.index_schema, a.index_name) IS DISTINCT FROM (c.index_schema, c.index_name) THEN
+        RAISE EXCEPTION 'change % was requested for index %.%, its recommendation now describes %.%', p_change,
+            quote_ident(c.index_schema), quote_ident(c.index_name), quote_ident(a.index_schema), quote_ident(a.index_name)
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Request it again.';
+    END IF;
+    op := a.op;
+    ddl := a.ddl;
 END
 $$;
 
@@ -118,10 +199,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     r        optischema._recommendations;
-    v_ddl    text;
-    v_schema name;
-    v_index  name;
-    v_parts  text[];
+    a        record;
     v_change bigint;
     v_job    bigint;
 BEGIN
@@ -155,36 +233,24 @@ BEGIN
                           WHEN 'rolling_back' THEN 'It is being rolled back: SELECT * FROM optischema.changes WHERE recommendation_id = ' || p_id || ';'
                           ELSE 'SELECT * FROM optischema.recommend(); lists the current ones.' END;
         END IF;
-        v_ddl := r.ddl;
     ELSIF p_action = 'rollback' THEN
         IF r.status <> 'applied' THEN
             RAISE EXCEPTION 'recommendation % is %: only an applied recommendation can be rolled back', p_id, r.status
                 USING ERRCODE = 'object_not_in_prerequisite_state',
                       HINT = 'SELECT * FROM optischema.changes WHERE recommendation_id = ' || p_id || ' shows what happened to it.';
         END IF;
-        v_ddl := r.rollback_ddl;
     ELSE
         RAISE EXCEPTION 'unknown action %', coalesce(quote_literal(p_action), 'NULL') USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM optischema._check_index_ddl(v_ddl);
-
-    -- Where the index lives: index_name may be qualified; otherwise it is in its table's schema.
-    v_parts := CASE WHEN coalesce(r.index_name, '') <> '' THEN parse_ident(r.index_name, false) END;
-    IF cardinality(v_parts) = 2 THEN
-        v_schema := v_parts[1]; v_index := v_parts[2];
-    ELSE
-        v_index := v_parts[1];
-        SELECT n.nspname INTO v_schema FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.oid = to_regclass(r.table_name);
-    END IF;
-    IF v_index IS NULL OR v_index = '' OR v_schema IS NULL THEN
-        RAISE EXCEPTION 'recommendation % names no resolvable index (index_name %, table_name %)', p_id,
-            coalesce(quote_literal(r.index_name), 'NULL'), coalesce(quote_literal(r.table_name), 'NULL')
+    -- Built and checked now; via the sidecar, built and checked again when it runs.
+    a := optischema._action_ddl(r, p_action, optischema._caller());
+    IF a.index_schema IS NULL OR a.index_name IS NULL THEN
+        RAISE EXCEPTION 'recommendation % names no resolvable index', p_id
             USING ERRCODE = 'undefined_table', HINT = 'The table may have been dropped or renamed: refresh with SELECT * FROM optischema.recommend();';
     END IF;
 
     INSERT INTO optischema._changes (recommendation_id, action, via, ddl, index_schema, index_name, prior_status, requested_by)
-    VALUES (p_id, p_action, p_via, v_ddl, v_schema, v_index, r.status, optischema._caller())
+    VALUES (p_id, p_action, p_via, a.ddl, a.index_schema, a.index_name, r.status, optischema._caller())
     RETURNING id INTO v_change;
     IF p_via = 'sidecar' THEN
         v_job := optischema.enqueue(p_action, jsonb_build_object('change_id', v_change));
@@ -222,7 +288,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM optischema._require_admin('apply');
+    PERFORM optischema._require_admin('apply OptiSchema recommendations');
     RETURN optischema._announce(optischema._request_change(id, 'apply', via));
 END
 $$;
@@ -232,7 +298,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM optischema._require_admin('roll back');
+    PERFORM optischema._require_admin('roll back OptiSchema recommendations');
     RETURN optischema._announce(optischema._request_change(id, 'rollback', via));
 END
 $$;
@@ -334,6 +400,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c       optischema._changes;
+    v_kind  text;
     v_valid boolean;
     v_op    text;
     v_ok    boolean;
@@ -350,7 +417,8 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'SELECT * FROM optischema.changes WHERE id = ' || p_change || ';';
     END IF;
-    v_op := optischema._check_index_ddl(c.ddl);
+    SELECT r.kind INTO v_kind FROM optischema._recommendations r WHERE r.id = c.recommendation_id;
+    v_op := optischema._change_op(c.action, v_kind);
     SELECT i.indisvalid INTO v_valid
     FROM pg_class x JOIN pg_namespace n ON n.oid = x.relnamespace JOIN pg_index i ON i.indexrelid = x.oid
     WHERE n.nspname = c.index_schema AND x.relname = c.index_name;
@@ -378,7 +446,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM optischema._require_admin('record changes to');
+    PERFORM optischema._require_admin('record changes to OptiSchema recommendations');
     RETURN optischema._applied(change_id);
 END
 $$;
@@ -398,6 +466,11 @@ BEGIN
         RAISE EXCEPTION 'a reason is required to dismiss recommendation %', p_id
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Say why, for the next DBA: optischema.dismiss(' || p_id || ', ''writes matter more than this report'').';
+    END IF;
+    IF length(btrim(p_reason)) > 1000 THEN
+        RAISE EXCEPTION 'a dismissal reason is at most 1,000 characters, this one has %', length(btrim(p_reason))
+            USING ERRCODE = 'string_data_right_truncation',
+                  HINT = 'Say it in short; a link to the ticket or document with the details fits.';
     END IF;
     SELECT * INTO r FROM optischema._recommendations WHERE id = p_id FOR UPDATE;
     IF NOT FOUND THEN
@@ -422,7 +495,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM optischema._require_admin('dismiss');
+    PERFORM optischema._require_admin('dismiss OptiSchema recommendations');
     PERFORM optischema._dismiss(id, reason);
 END
 $$;
@@ -539,7 +612,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM optischema._require_admin('verify');
+    PERFORM optischema._require_admin('verify OptiSchema recommendations');
     RETURN QUERY SELECT * FROM optischema._verify(id);
 END
 $$;

@@ -74,94 +74,6 @@ SELECT pg_catalog.pg_extension_config_dump('optischema.llm_calls_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('optischema.llm_proposals', '');
 SELECT pg_catalog.pg_extension_config_dump('optischema.llm_proposals_id_seq', '');
 
--- Query text without -- and /* */ comments (nested, as PostgreSQL nests
--- them); string literals, quoted identifiers and dollar quotes are copied
--- untouched so a comment marker inside them is not mistaken for one.
-CREATE OR REPLACE FUNCTION optischema._strip_comments(p_sql text) RETURNS text
-LANGUAGE plpgsql IMMUTABLE STRICT
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    n     integer := length(p_sql);
-    i     integer := 1;
-    j     integer;
-    depth integer;
-    c     text;
-    tag   text;
-    parts text[] := '{}';
-BEGIN
-    WHILE i <= n LOOP
-        -- copy the run of ordinary characters up to the next special one at once
-        j := i + coalesce(length(substring(substr(p_sql, i) FROM '^[^-/''"$]+')), 0);
-        IF j > i THEN
-            parts := parts || substr(p_sql, i, j - i);
-            i := j;
-            CONTINUE;
-        END IF;
-        c := substr(p_sql, i, 1);
-        IF substr(p_sql, i, 2) = '--' THEN
-            j := strpos(substr(p_sql, i), E'\n');
-            i := CASE WHEN j = 0 THEN n + 1 ELSE i + j - 1 END;
-            parts := parts || ' '::text;
-        ELSIF substr(p_sql, i, 2) = '/*' THEN
-            depth := 1;
-            i := i + 2;
-            WHILE i <= n AND depth > 0 LOOP
-                IF substr(p_sql, i, 2) = '/*' THEN depth := depth + 1; i := i + 2;
-                ELSIF substr(p_sql, i, 2) = '*/' THEN depth := depth - 1; i := i + 2;
-                ELSE i := i + 1;
-                END IF;
-            END LOOP;
-            parts := parts || ' '::text;
-        ELSIF c IN ('''', '"') THEN
-            j := i + 1;
-            LOOP
-                EXIT WHEN j > n;
-                -- E'...' strings escape with backslashes
-                IF c = '''' AND substr(p_sql, j, 1) = '\' AND i > 1 AND lower(substr(p_sql, i - 1, 1)) = 'e' THEN
-                    j := j + 2;
-                ELSIF substr(p_sql, j, 2) = c || c THEN
-                    j := j + 2;
-                ELSIF substr(p_sql, j, 1) = c THEN
-                    EXIT;
-                ELSE
-                    j := j + 1;
-                END IF;
-            END LOOP;
-            parts := parts || substr(p_sql, i, j - i + 1);
-            i := j + 1;
-        ELSIF c = '$' THEN
-            -- inside an identifier (a$b$c) a dollar opens no quote
-            tag := CASE WHEN i = 1 OR substr(p_sql, i - 1, 1) !~ '[A-Za-z0-9_$]'
-                        THEN substring(substr(p_sql, i) FROM '^\$(?:[A-Za-z_][A-Za-z_0-9]*)?\$') END;
-            IF tag IS NULL THEN                  -- a $n parameter, a lone dollar, part of a name
-                parts := parts || c;
-                i := i + 1;
-            ELSE
-                j := strpos(substr(p_sql, i + length(tag)), tag);
-                j := CASE WHEN j = 0 THEN n + 1 ELSE i + length(tag) + j - 1 + length(tag) END;
-                parts := parts || substr(p_sql, i, j - i);
-                i := j;
-            END IF;
-        ELSE                                     -- a lone - or /
-            parts := parts || c;
-            i := i + 1;
-        END IF;
-    END LOOP;
-    RETURN btrim(array_to_string(parts, ''), E' \t\r\n;');
-END
-$$;
-
--- Utility statements (CREATE ROLE ... PASSWORD, COPY, SET, ...) cannot be
--- planned and may hold secrets: they are never part of a context.
-CREATE OR REPLACE FUNCTION optischema._is_utility(p_sql text) RETURNS boolean
-LANGUAGE sql IMMUTABLE STRICT
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT coalesce(lower(substring(optischema._strip_comments(p_sql) FROM '^[\s(]*([A-Za-z]+)')), '')
-           NOT IN ('select', 'insert', 'update', 'delete', 'with', 'values', 'table', 'merge')
-$$;
-
 -- Planner-relevant settings, as the server shows them (with units).
 CREATE OR REPLACE FUNCTION optischema._llm_settings() RETURNS jsonb
 LANGUAGE sql STABLE
@@ -243,20 +155,17 @@ AS $$
 $$;
 
 -- The catalog-grounded context of one statement: what the sidecar sends to a
--- model for it. Runs with the caller's privileges (PREPARE needs access to the
--- tables; pg_stats shows only columns the caller may read).
+-- model for it. Runs with the caller's privileges (planning as the statement's
+-- sender needs membership in it; pg_stats shows only columns the caller may read).
 CREATE OR REPLACE FUNCTION optischema.context(queryid bigint) RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
     v_qid    bigint := $1;
     q        optischema.queries;
     v_text   text;
-    v_stmt   text := 'optischema_context_' || replace($1::text, '-', 'm');
-    v_types  regtype[];
     v_plan   jsonb;
     v_reason text;
     w        record;
@@ -285,37 +194,9 @@ BEGIN
     v_text := optischema._strip_comments(q.query);
 
     -- The generic plan: the text is only PREPAREd and EXPLAINed, never executed,
-    -- under the session's own search_path (the one the application's names
-    -- resolve with), not this function's. Prepared statements outlive a
-    -- rolled-back subtransaction: deallocate on every path.
-    BEGIN
-        PERFORM pg_catalog.set_config('search_path',
-            (SELECT s.reset_val FROM pg_catalog.pg_settings s WHERE s.name = 'search_path'), true);
-        IF EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements p WHERE p.name = v_stmt) THEN
-            EXECUTE format('DEALLOCATE %I', v_stmt);
-        END IF;
-        EXECUTE format('PREPARE %I AS %s', v_stmt, v_text);
-        SELECT p.parameter_types INTO v_types FROM pg_catalog.pg_prepared_statements p WHERE p.name = v_stmt;
-        IF 'unknown'::regtype = ANY (v_types) THEN
-            v_reason := 'a parameter has an undetermined type';
-        ELSE
-            EXECUTE format('EXPLAIN (FORMAT JSON, VERBOSE) EXECUTE %I%s', v_stmt,
-                           CASE WHEN cardinality(v_types) > 0
-                                THEN '(' || array_to_string(array_fill('NULL'::text, ARRAY[cardinality(v_types)]), ', ') || ')'
-                                ELSE '' END)
-                INTO v_plan;
-            v_plan := v_plan -> 0 -> 'Plan';
-        END IF;
-        EXECUTE format('DEALLOCATE %I', v_stmt);
-        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-    EXCEPTION WHEN OTHERS THEN
-        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-        v_reason := SQLERRM;
-        v_plan := NULL;
-        IF EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements p WHERE p.name = v_stmt) THEN
-            EXECUTE format('DEALLOCATE %I', v_stmt);
-        END IF;
-    END;
+    -- as a role that sent it (the code planning runs is that role's), under
+    -- that role's search_path.
+    SELECT g.plan, g.reason INTO v_plan, v_reason FROM optischema._generic_plan(v_qid, v_text) g;
 
     -- Tables: from the plan; without one, user tables whose name appears in the text.
     IF v_plan IS NOT NULL THEN
@@ -524,27 +405,40 @@ $$;
 -- Writes an accepted proposal as an 'llm' recommendation, or refreshes the
 -- open one with the same key. A key held by an advisor row (the same index)
 -- or by a row already acted on is left as it is, apart from an empty advisor
--- explanation. Returns the row's id and whether it was written.
+-- explanation. An index proposal comes as its description (p_index_spec,
+-- sql/09_index_ddl.sql): its ddl and rollback_ddl are built from that, not
+-- taken from the caller. Returns the row's id and whether it was written.
 CREATE OR REPLACE FUNCTION optischema._llm_recommend(p_key text, p_kind text, p_title text, p_ddl text, p_rollback_ddl text,
     p_table_name text, p_index_name text, p_queryids bigint[], p_benefit jsonb, p_evidence jsonb,
-    p_estimated_size_bytes bigint, p_score double precision, p_explanation text,
+    p_estimated_size_bytes bigint, p_score double precision, p_explanation text, p_index_spec jsonb,
     OUT rec_id bigint, OUT written boolean)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_ddl      text := p_ddl;
+    v_rollback text := p_rollback_ddl;
 BEGIN
+    IF p_kind = 'drop_index' OR (p_kind = 'create_index') <> (p_index_spec IS NOT NULL) THEN
+        RAISE EXCEPTION 'an LLM % recommendation % an index description', p_kind,
+            CASE WHEN p_kind = 'create_index' THEN 'needs' ELSE 'has no' END
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_kind = 'create_index' THEN
+        SELECT t.ddl, t.rollback_ddl INTO v_ddl, v_rollback FROM optischema._index_texts(p_kind, p_index_spec) t;
+    END IF;
     INSERT INTO optischema._recommendations AS r
         (key, kind, source, title, ddl, rollback_ddl, table_name, index_name, queryids, benefit, evidence,
-         estimated_size_bytes, score, explanation)
-    VALUES (p_key, p_kind, 'llm', p_title, p_ddl, p_rollback_ddl, p_table_name, p_index_name, p_queryids,
-            p_benefit, p_evidence, p_estimated_size_bytes, p_score, p_explanation)
+         estimated_size_bytes, score, explanation, index_spec)
+    VALUES (p_key, p_kind, 'llm', p_title, v_ddl, v_rollback, p_table_name, p_index_name, p_queryids,
+            p_benefit, p_evidence, p_estimated_size_bytes, p_score, p_explanation, p_index_spec)
     ON CONFLICT (key) DO UPDATE
     SET title = EXCLUDED.title, ddl = EXCLUDED.ddl, rollback_ddl = EXCLUDED.rollback_ddl,
         -- the same advice from another statement's analysis: it serves both
         queryids = ARRAY(SELECT DISTINCT q FROM unnest(r.queryids || EXCLUDED.queryids) q ORDER BY q),
         benefit = EXCLUDED.benefit, evidence = EXCLUDED.evidence,
         estimated_size_bytes = EXCLUDED.estimated_size_bytes, score = EXCLUDED.score,
-        explanation = EXCLUDED.explanation, updated_at = pg_catalog.now()
+        explanation = EXCLUDED.explanation, index_spec = EXCLUDED.index_spec, updated_at = pg_catalog.now()
     WHERE r.source = 'llm' AND r.status = 'open'
     RETURNING r.id INTO rec_id;
     written := rec_id IS NOT NULL;

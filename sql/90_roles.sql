@@ -1,10 +1,17 @@
 -- Roles. The install script creates none; a superuser gives existing roles
--- one of two levels:
---   reader: sees recommendations, changes, settings, jobs and sidecars, and
---           calls top_queries() and health() (which take a snapshot when the
---           data is stale, as their definer).
---   admin:  everything, including apply(), rollback(), dismiss(), verify(),
---           recommend() and enqueue(). The sidecar's login role is an admin.
+-- one of three levels with optischema.grant_usage(role, level):
+--   reader:  sees recommendations, changes, settings, jobs and sidecars, and
+--            calls top_queries() and health() (which take a snapshot when the
+--            data is stale, as their definer).
+--   admin:   also every public function: apply(), rollback(), dismiss(),
+--            verify(), set_setting(), recommend(), enqueue(), ...
+--   sidecar: the sidecar's login role: an admin that may also run the
+--            internal functions (names starting with _) through which the
+--            sidecar claims jobs, records outcomes and writes LLM results.
+-- Internal functions are the owner's and the sidecar's alone: an admin who
+-- could call them could forge what the sidecar runs with the rights of the
+-- tables' owners. The exceptions, in _admin_routines(), are the narrow entry
+-- points a public SECURITY INVOKER function needs its caller to have.
 -- This file must stay last: it revokes EXECUTE from PUBLIC on every routine
 -- the files before it created.
 
@@ -15,7 +22,9 @@ LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT ARRAY['FUNCTION optischema.top_queries(interval, integer)',
+                 'FUNCTION optischema._top_queries(interval, integer)',     -- its figures, no texts
                  'FUNCTION optischema.health()',
+                 'FUNCTION optischema.query_history(interval, integer, bigint, interval)', 'FUNCTION optischema.table_history(interval, integer, regclass, interval)', 'FUNCTION optischema.index_history(interval, integer, regclass, interval)', 'FUNCTION optischema.snapshot_history(interval, interval)', 'FUNCTION optischema.change_history(bigint, interval)', 'FUNCTION optischema.report_data(interval, interval)', 'FUNCTION optischema.render_report(jsonb)', 'FUNCTION optischema.report(interval, interval)',
                  'FUNCTION optischema.setting(text)',
                  'FUNCTION optischema._require_admin(text)',
                  'FUNCTION optischema.apply(bigint, text)',
@@ -23,7 +32,52 @@ AS $$
                  'FUNCTION optischema.dismiss(bigint, text)',
                  'FUNCTION optischema.applied(bigint)',
                  'FUNCTION optischema.verify(bigint)',
+                 'FUNCTION optischema.set_setting(text, text)',
+                 'FUNCTION optischema.reset_setting(text)',
                  'PROCEDURE optischema.wait(bigint, interval, text)']
+$$;
+
+-- The internal routines an admin may call besides every public one: those a
+-- public SECURITY INVOKER function calls with its caller's rights. Each one
+-- does no more than the public function it serves lets an admin do anyway.
+CREATE OR REPLACE FUNCTION optischema._admin_routines() RETURNS text[]
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY[
+        -- apply(), rollback(), applied(), dismiss(), verify()
+        'FUNCTION optischema._request_change(bigint, text, text)',
+        'FUNCTION optischema._announce(bigint)',
+        'FUNCTION optischema._applied(bigint)',
+        'FUNCTION optischema._dismiss(bigint, text)',
+        'FUNCTION optischema._verify(bigint)',
+        -- set_setting(), reset_setting()
+        'FUNCTION optischema._set_setting(text, text)',
+        'FUNCTION optischema._reset_setting(text)',
+        -- cron_commands() and the snapshot command it schedules
+        'FUNCTION optischema._cron_schedule(interval)',
+        'FUNCTION optischema._verify_recent()',
+        -- recommend(): it plans as the statements' senders with its caller's rights, and
+        -- writes only through _record_advice(), which records what _advise() computed
+        'FUNCTION optischema._hypopg_schema()',
+        'FUNCTION optischema._advise(bigint, bigint)',
+        'FUNCTION optischema._load_engine()',
+        'FUNCTION optischema._activity(bigint, bigint)',
+        'FUNCTION optischema._engine_settings()',
+        'FUNCTION optischema._record_advice()',
+        -- context(): the plan, as the statement's sender
+        'FUNCTION optischema._generic_plan(bigint, text)',
+        -- context(), workload_context(), enqueue_llm_analyses(): read-only helpers
+        'FUNCTION optischema._analysis_window()',
+        'FUNCTION optischema._snapshot_before(timestamp with time zone)',
+        'FUNCTION optischema._query_window(bigint, bigint)',
+        'FUNCTION optischema._check_count(integer, integer, text, text)',
+        'FUNCTION optischema._xact_lock(text)',
+        'FUNCTION optischema._is_utility(text)',
+        'FUNCTION optischema._strip_comments(text)',
+        'FUNCTION optischema._scrub(text, boolean)',
+        'FUNCTION optischema._llm_settings()',
+        'FUNCTION optischema._llm_table_context(oid, bigint, double precision, boolean)']
 $$;
 
 CREATE OR REPLACE FUNCTION optischema._reader_relations() RETURNS text[]
@@ -31,7 +85,7 @@ LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT ARRAY['optischema.recommendations', 'optischema.changes', 'optischema.settings',
-                 'optischema.jobs', 'optischema.sidecars']
+                 'optischema.jobs', 'optischema.sidecars', 'optischema.query_texts']
 $$;
 
 -- Raises a clear error unless p_role exists and the caller may grant on the schema.
@@ -51,34 +105,6 @@ BEGIN
 END
 $$;
 
--- Gives p_role read access, or (admin) full control of OptiSchema. Returns what was granted.
-CREATE OR REPLACE FUNCTION optischema.grant_usage(role name, admin boolean DEFAULT false) RETURNS text
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    x text;
-BEGIN
-    PERFORM optischema._check_grantee(role);
-    IF admin IS NULL THEN
-        RAISE EXCEPTION 'admin must be true or false' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    EXECUTE format('GRANT USAGE ON SCHEMA optischema TO %I', role);
-    FOREACH x IN ARRAY optischema._reader_relations() LOOP
-        EXECUTE format('GRANT SELECT ON %s TO %I', x, role);
-    END LOOP;
-    FOREACH x IN ARRAY optischema._reader_routines() LOOP
-        EXECUTE format('GRANT EXECUTE ON %s TO %I', x, role);
-    END LOOP;
-    IF admin THEN
-        EXECUTE format('GRANT EXECUTE ON ALL ROUTINES IN SCHEMA optischema TO %I', role);
-        EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA optischema TO %I', role);
-        RETURN format('%s is an OptiSchema admin: it may read everything, apply, roll back and dismiss', role);
-    END IF;
-    RETURN format('%s is an OptiSchema reader: recommendations, changes, top_queries() and health()', role);
-END
-$$;
-
 -- Takes back everything grant_usage() gave.
 CREATE OR REPLACE FUNCTION optischema.revoke_usage(role name) RETURNS text
 LANGUAGE plpgsql
@@ -90,6 +116,52 @@ BEGIN
     EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA optischema FROM %I', role);
     EXECUTE format('REVOKE ALL ON SCHEMA optischema FROM %I', role);
     RETURN format('%s has no OptiSchema privileges any more', role);
+END
+$$;
+
+-- Gives role exactly one level: 'reader', 'admin' or 'sidecar' (what it had
+-- before is taken back first, so a level can also be lowered). Returns what
+-- was granted.
+CREATE OR REPLACE FUNCTION optischema.grant_usage(role name, level text DEFAULT 'reader') RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    x text;
+BEGIN
+    PERFORM optischema._check_grantee(role);
+    IF level IS NULL OR level NOT IN ('reader', 'admin', 'sidecar') THEN
+        RAISE EXCEPTION 'level must be ''reader'', ''admin'' or ''sidecar'', got %', coalesce(quote_literal(level), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'reader: read recommendations; admin: apply, roll back, dismiss, change settings; sidecar: the role optischema-sidecar logs in as.';
+    END IF;
+    PERFORM optischema.revoke_usage(role);
+    EXECUTE format('GRANT USAGE ON SCHEMA optischema TO %I', role);
+    FOREACH x IN ARRAY optischema._reader_relations() LOOP
+        EXECUTE format('GRANT SELECT ON %s TO %I', x, role);
+    END LOOP;
+    FOREACH x IN ARRAY optischema._reader_routines() LOOP
+        EXECUTE format('GRANT EXECUTE ON %s TO %I', x, role);
+    END LOOP;
+    IF level = 'reader' THEN
+        RETURN format('%s is an OptiSchema reader: recommendations, changes, top_queries() and health()', role);
+    END IF;
+
+    EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA optischema TO %I', role);
+    IF level = 'sidecar' THEN
+        EXECUTE format('GRANT EXECUTE ON ALL ROUTINES IN SCHEMA optischema TO %I', role);
+        RETURN format('%s is the OptiSchema sidecar''s role: an admin that also runs the internal functions; '
+                      'it also needs pg_read_all_stats and membership in the roles owning the tables it indexes (README, Roles)', role);
+    END IF;
+    FOR x IN
+        SELECT format('ROUTINE %s', p.oid::regprocedure) FROM pg_catalog.pg_proc p
+        WHERE p.pronamespace = 'optischema'::regnamespace AND left(p.proname, 1) <> '_'
+        UNION ALL
+        SELECT unnest(optischema._admin_routines())
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON %s TO %I', x, role);
+    END LOOP;
+    RETURN format('%s is an OptiSchema admin: it may read everything, apply, roll back, dismiss and change settings', role);
 END
 $$;
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from . import ddl, sqltext
+from . import ddl, senders, sqltext
 from .candidates import Candidate, for_table, usage_by_alias
 from .catalog import Catalog, Table
 from .db import Database
 from .drops import drop_advice
+from .indexspec import Unbuildable, existing
 from .model import Activity, AdviceResult, Recommendation, Settings, Skipped, WorkloadQuery
 from .params import ParamPlan, ValueSource, plan_params
 from .plans import PlanFacts, Relation, facts, summary
 from .selection import Option, Problem, TableWrites, WriteStmt, greedy, objective, upkeep
+from .senders import Sender
 from .whatif import Unplannable, WhatIf
 
 _USER_TABLES_SQL = """
@@ -29,8 +31,9 @@ ORDER BY 1, 2"""
 @dataclass
 class Analysed:
     """One distinct statement text of the workload, explained."""
-    key: str                       # prepared statement name (unique per run)
+    key: str                       # WhatIf's key of the statement
     text: str
+    sender: Sender                 # the role it is planned as
     queryids: list[int]
     calls: int
     total_ms: float
@@ -81,31 +84,41 @@ def advise(db: Database, workload: list[WorkloadQuery], activity: Activity,
     started = time.monotonic()
     keep, skipped, total_ms = select_workload(workload, s)
     catalog = Catalog(db)
-    wi = WhatIf(db)
     stats: dict = {"queries_in_workload": len(workload), "statements_analysed": 0}
-    try:
-        values = ValueSource(db, [q for k in keep for q in k[1]], s.use_pg_qualstats)
-        stats["pg_qualstats"] = values.qualstats
-        analysed = _explain_all(wi, catalog, values, keep, s, skipped)
-        stats["statements_analysed"] = len(analysed)
-        reads = [a for a in analysed if a.facts.write is None]
-        writes = _writes(analysed, catalog)
-        options, cands = _evaluate(wi, values, reads, s, started, stats)
-        problem = Problem({a.key: a.calls for a in reads}, {a.key: a.base_cost for a in reads}, writes,
-                          s.write_cost_per_entry, s.size_cost_per_mb, s.max_indexes_per_table,
-                          s.max_new_indexes, s.min_workload_gain)
-        picked = [ident for ident, _ in greedy(problem, options)]
-        final, joint = _validate(wi, reads, problem, options, cands, picked)
-        recs = [_create_rec(cands[i], options, final, joint, reads, problem, total_ms, catalog) for i in final]
-        recs.sort(key=lambda r: -r.score)
-        recs += _drop_recs(db, catalog, activity, s, writes)
-        stats["candidates"] = len(cands)
-        stats["workload_cost_before"] = round(_workload_cost(reads, writes, s), 2)
-        stats["workload_cost_after"] = round(objective(problem, _joint_options(options, final, joint), final)
-                                             + _workload_cost([], writes, s), 2)
-    finally:
-        wi.close()
-    stats.update(explain_calls=wi.explain_calls, hypo_indexes=wi.hypo_created,
+    # Every text is planned as a role that sent it, inside a block that is rolled back.
+    with senders.planning(db) as planning:
+        wi = WhatIf(db, planning)
+        try:
+            values = ValueSource(db, [q for k in keep for q in k[1]], s.use_pg_qualstats)
+            stats["pg_qualstats"] = values.qualstats
+            analysed = _explain_all(wi, catalog, values, keep, s, skipped)
+            stats["statements_analysed"] = len(analysed)
+            reads = [a for a in analysed if a.facts.write is None]
+            writes = _writes(analysed, catalog)
+            options, cands, origin = _evaluate(wi, values, reads, s, started, stats)
+            problem = Problem({a.key: a.calls for a in reads}, {a.key: a.base_cost for a in reads}, writes,
+                              s.write_cost_per_entry, s.size_cost_per_mb, s.max_indexes_per_table,
+                              s.max_new_indexes, s.min_workload_gain)
+            picked = [ident for ident, _ in greedy(problem, options)]
+            final, joint = _validate(wi, reads, problem, options, cands, origin, picked)
+            recs = []
+            for i in final:
+                try:
+                    recs.append(_create_rec(cands[i], options, final, joint, reads, problem, total_ms, catalog))
+                except Unbuildable as e:
+                    stats.setdefault("unbuildable", []).append(f"{i}: {e}")
+            recs.sort(key=lambda r: -r.score)
+            recs += _drop_recs(db, catalog, activity, s, writes)
+            stats["candidates"] = len(cands)
+            stats["workload_cost_before"] = round(_workload_cost(reads, writes, s), 2)
+            stats["workload_cost_after"] = round(objective(problem, _joint_options(options, final, joint), final)
+                                                 + _workload_cost([], writes, s), 2)
+        finally:
+            wi.close()
+    if planning.findings:
+        # the code of a statement's sender left session state behind (and it was repaired)
+        stats["session_state_repaired"] = planning.findings
+    stats.update(explain_calls=wi.explain_calls, hypo_indexes=wi.hypo_created, sender_calls=planning.calls,
                  elapsed_ms=round((time.monotonic() - started) * 1000, 1))
     return AdviceResult(recs, skipped, stats)
 
@@ -113,11 +126,15 @@ def advise(db: Database, workload: list[WorkloadQuery], activity: Activity,
 def _explain_all(wi: WhatIf, catalog: Catalog, values: ValueSource, keep, s: Settings,
                  skipped: list[Skipped]) -> list[Analysed]:
     out = []
+    who = senders.resolve(wi.db, {k[0]: k[1] for k in keep})
     for text, qids, calls, ms, rows in keep:
         reason = sqltext.single_statement(text)
+        if reason is None and who[text].sender is None:
+            reason = f"not planned: {who[text].reason}"
         if reason is None:
             try:
-                out.append(_explain_one(wi, catalog, values, sqltext.strip_semicolon(text), qids, calls, ms, rows, s))
+                out.append(_explain_one(wi, catalog, values, sqltext.strip_semicolon(text), who[text].sender,
+                                        qids, calls, ms, rows, s))
                 continue
             except Unplannable as e:
                 reason = f"cannot be re-planned: {e}"
@@ -125,9 +142,9 @@ def _explain_all(wi: WhatIf, catalog: Catalog, values: ValueSource, keep, s: Set
     return out
 
 
-def _explain_one(wi, catalog, values, text, qids, calls, ms, rows, s) -> Analysed:
-    name, types = wi.prepare(text)
-    generic_cost, generic_plans = wi.cost(name, text, [], len(types))
+def _explain_one(wi, catalog, values, text, sender, qids, calls, ms, rows, s) -> Analysed:
+    name, types = wi.prepare(text, sender)
+    generic_cost, generic_plans = wi.cost(name, [])
     f = facts(generic_plans[0])
     tables = {}
     for alias, rel in f.relations.items():
@@ -135,11 +152,11 @@ def _explain_one(wi, catalog, values, text, qids, calls, ms, rows, s) -> Analyse
         if t is not None:
             tables[alias] = t
     pp = plan_params(types, f, {a: t.oid for a, t in tables.items()}, sqltext.limit_params(text),
-                     rows / max(calls, 1), values, qids, s.param_samples)
-    a = Analysed(name, text, qids, calls, ms, rows, types, pp, f, tables, generic_cost, generic_plans)
+                     rows / max(calls, 1), values, qids, s.param_samples, sender.oid)
+    a = Analysed(name, text, sender, qids, calls, ms, rows, types, pp, f, tables, generic_cost, generic_plans)
     if pp.samples and f.write is None:
         try:
-            a.base_cost, a.base_plans = wi.cost(name, text, pp.samples, len(types))
+            a.base_cost, a.base_plans = wi.cost(name, pp.samples)
         except Unplannable:
             a.params = ParamPlan([], pp.fixed, pp.source)      # the generic plan it is
     return a
@@ -179,10 +196,13 @@ def _fraction(values: ValueSource, t: Table, column: str, value: str) -> float:
 
 
 def _evaluate(wi: WhatIf, values: ValueSource, reads: list[Analysed], s: Settings, started: float,
-              stats: dict) -> tuple[dict[str, Option], dict[str, Candidate]]:
-    """Each candidate alone, over every read statement that uses a column of its leading key."""
+              stats: dict) -> tuple[dict[str, Option], dict[str, Candidate], dict[str, Sender]]:
+    """Each candidate alone, over every read statement that uses a column of its leading key.
+    Also returns, per candidate, the sender of the first statement it came from: its
+    hypothetical index is created as that role."""
     tables: dict[str, Table] = {}
     cands: dict[str, Candidate] = {}
+    origin: dict[str, Sender] = {}
     uses: dict[str, dict[str, set[str]]] = {}      # query key -> table key -> columns used
     for a in reads:
         for alias, u in usage_by_alias(a.facts, a.params.fixed).items():
@@ -196,6 +216,7 @@ def _evaluate(wi: WhatIf, values: ValueSource, reads: list[Analysed], s: Setting
             ok = lambda col, val, t=t: _fraction(values, t, col, val) <= s.partial_max_fraction
             for c in for_table(t, u, s.max_key_columns, ok):
                 cands.setdefault(c.identity(), c)
+                origin.setdefault(c.identity(), a.sender)
     options: dict[str, Option] = {}
     for ident, c in sorted(cands.items()):
         if time.monotonic() - started > s.time_budget_s:
@@ -207,39 +228,37 @@ def _evaluate(wi: WhatIf, values: ValueSource, reads: list[Analysed], s: Setting
         if not targets:
             continue
         try:
-            wi.activate({ident: c.hypo_ddl()})
+            wi.activate({ident: (c.hypo_ddl(), origin[ident])})
         except Unplannable:
             continue
         costs = {}
+        results = wi.costs([(a.key, a.params.samples) for a in targets])
         for a in targets:
-            try:
-                cost, _ = wi.cost(a.key, a.text, a.params.samples, len(a.types))
-            except Unplannable:
-                continue
-            if wi.uses(ident) and cost <= a.base_cost * (1 - s.min_cost_reduction):
-                costs[a.key] = cost
+            r = results[a.key]
+            if not isinstance(r, Unplannable) and ident in r[2] and r[0] <= a.base_cost * (1 - s.min_cost_reduction):
+                costs[a.key] = r[0]
         if costs:
             share = _fraction(values, tables[tkey], *c.predicate) if c.predicate else 1.0
             options[ident] = Option(ident, tkey, frozenset(c.columns()), share, wi.size(ident), costs)
     for o in options.values():
         o.extends = frozenset(x for x in options if cands[o.ident].extends(cands[x]))
     wi.activate({})
-    return options, cands
+    return options, cands, origin
 
 
 def _validate(wi: WhatIf, reads: list[Analysed], p: Problem, options: dict[str, Option],
-              cands: dict[str, Candidate], picked: list[str]):
+              cands: dict[str, Candidate], origin: dict[str, Sender], picked: list[str]):
     """Create the chosen set together and re-cost every affected statement; then drop, one at a
     time, any index whose removal costs less than min_gain of the objective (interactions the single-index costs
     could not see). Returns (final idents, {ident: {query key: cost}} measured together)."""
     final = list(picked)
     while True:
-        joint = _joint_costs(wi, reads, options, cands, final)
+        joint = _joint_costs(wi, reads, options, cands, origin, final)
         current = objective(p, _joint_options(options, final, joint), final)
         weakest = None
         for ident in final:
             rest = [x for x in final if x != ident]
-            loss = objective(p, _joint_options(options, rest, _joint_costs(wi, reads, options, cands, rest)), rest) - current
+            loss = objective(p, _joint_options(options, rest, _joint_costs(wi, reads, options, cands, origin, rest)), rest) - current
             if loss < p.min_gain * current and (weakest is None or loss < weakest[0]):
                 weakest = (loss, ident)
         if weakest is None:
@@ -248,22 +267,21 @@ def _validate(wi: WhatIf, reads: list[Analysed], p: Problem, options: dict[str, 
 
 
 def _joint_costs(wi: WhatIf, reads: list[Analysed], options: dict[str, Option], cands: dict[str, Candidate],
-                 chosen: list[str]):
+                 origin: dict[str, Sender], chosen: list[str]):
     """{ident: {query key: cost}}: with all `chosen` active, each statement's cost is credited
     to the chosen indexes its plans use."""
-    wi.activate({i: cands[i].hypo_ddl() for i in chosen})
+    wi.activate({i: (cands[i].hypo_ddl(), origin[i]) for i in chosen})
     tables = {options[i].table for i in chosen}
     out: dict[str, dict[str, float]] = {i: {} for i in chosen}
-    for a in reads:
-        if not any(f"{t.schema}.{t.name}" in tables for t in a.tables.values()):
-            continue
-        try:
-            cost, _ = wi.cost(a.key, a.text, a.params.samples, len(a.types))
-        except Unplannable:
+    affected = [a for a in reads if any(f"{t.schema}.{t.name}" in tables for t in a.tables.values())]
+    results = wi.costs([(a.key, a.params.samples) for a in affected])
+    for a in affected:
+        r = results[a.key]
+        if isinstance(r, Unplannable):
             continue
         for i in chosen:
-            if wi.uses(i):
-                out[i][a.key] = cost
+            if i in r[2]:
+                out[i][a.key] = r[0]
     return out
 
 
@@ -280,6 +298,7 @@ def _create_rec(c: Candidate, options: dict[str, Option], final: list[str], join
     taken = {ix.name for tb in catalog.tables() if tb.schema == c.schema for ix in tb.indexes}
     parts = [k.name_part() for k in c.keys] + (["where", c.predicate[0], c.predicate[1]] if c.predicate else [])
     name = ddl.index_name(c.table, parts, c.identity(), taken)
+    spec = c.spec(catalog.db, t, name)
     per_query, saved = [], 0.0
     for a in served:
         after = joint[o.ident][a.key]
@@ -312,7 +331,8 @@ def _create_rec(c: Candidate, options: dict[str, Option], final: list[str], join
         queryids=sorted({q for a in served for q in a.queryids}),
         benefit={"queries": per_query, "cost_saved_per_window": round(saved, 2), "db_time_share": round(share, 4),
                  "write_overhead_cost": round(overhead, 2)},
-        estimated_size_bytes=o.size_bytes, write_overhead=write, evidence=evidence, score=round(saved - overhead, 2))
+        estimated_size_bytes=o.size_bytes, write_overhead=write, evidence=evidence, score=round(saved - overhead, 2),
+        index_spec=spec)
 
 
 def _drop_recs(db: Database, catalog: Catalog, activity: Activity, s: Settings,
@@ -336,7 +356,7 @@ def _drop_recs(db: Database, catalog: Catalog, activity: Activity, s: Settings,
             estimated_size_bytes=ix.size_bytes, write_overhead={"cost_per_window": round(-saved, 2)},
             evidence={"reason": d.reason, "detail": d.detail, "definition": ix.definition,
                       "idx_scan_in_window": scans.get(ix.oid), "window_seconds": activity.window_seconds},
-            score=round(saved, 2)))
+            score=round(saved, 2), index_spec=existing(db, ix.oid)))
     return out
 
 

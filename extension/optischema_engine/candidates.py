@@ -7,8 +7,9 @@ import itertools
 import re
 from dataclasses import dataclass, field
 
-from . import ddl
+from . import ddl, indexspec
 from .catalog import Table
+from .db import Database
 from .plans import Condition, PlanFacts
 from .sqltext import quote_literal
 
@@ -65,6 +66,22 @@ class Candidate:
     def columns(self) -> set[str]:
         cols = {k.column for k in self.keys} | set(self.include)
         return cols | {self.predicate[0]} if self.predicate else cols
+
+    def spec(self, db: Database, t: Table, name: str) -> dict:
+        """The description the SQL side builds this index from (sql/09_index_ddl.sql), its
+        functions, operators and operator classes resolved in the catalog. Raises
+        indexspec.Unbuildable when there is none it would build."""
+        keys = []
+        for k in self.keys:
+            key = {"expr": indexspec.function_call(db, t, k.func, k.column)} if k.func else indexspec.column(t, k.column)
+            if k.opclass:
+                key["opclass"] = indexspec.opclass(db, k.opclass)
+            keys.append(key)
+        out = {"table": t.oid, "name": name, "method": "btree", "keys": keys,
+               "include": [indexspec.column(t, c) for c in self.include]}
+        if self.predicate:
+            out["where"] = indexspec.equals(db, t, *self.predicate)
+        return out
 
     def extends(self, other: "Candidate") -> bool:
         """other's key is a strict prefix of ours, same table and predicate: we serve its queries."""

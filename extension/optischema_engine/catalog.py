@@ -13,6 +13,7 @@ class Column:
     attnum: int
     type: str
     c_collation: bool        # LIKE 'prefix%' can use a plain btree (collation C/POSIX or none)
+    typid: int = 0           # pg_type oid
 
 
 @dataclass
@@ -51,6 +52,7 @@ FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamesp
 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'm')"""
 _COLUMNS_SQL = """
 SELECT a.attname AS name, a.attnum::int AS attnum, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
+       a.atttypid::bigint AS typid,
        COALESCE(co.collname IN ('C', 'POSIX') OR (co.collname = 'default' AND d.datcollate IN ('C', 'POSIX')),
                 a.attcollation = 0) AS c_collation
 FROM pg_catalog.pg_attribute a
@@ -117,7 +119,7 @@ class Catalog:
         r = rows[0]
         t = Table(int(r["oid"]), r["schema"], r["name"], float(r["reltuples"] or 0.0))
         for c in self.db.query(_COLUMNS_SQL, [t.oid]):
-            t.columns[c["name"]] = Column(c["name"], int(c["attnum"]), c["type"], bool(c["c_collation"]))
+            t.columns[c["name"]] = Column(c["name"], int(c["attnum"]), c["type"], bool(c["c_collation"]), int(c["typid"]))
         for i in self.db.query(_INDEXES_SQL, [t.oid]):
             items = list(i["items"])
             nkey = int(i["nkey"])

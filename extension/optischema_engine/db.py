@@ -63,7 +63,9 @@ class PsycopgDatabase:
 
         with psycopg.RawCursor(self._conn) as cur:
             cur.adapters.register_dumper(str, StrDumper)   # 'text', not 'unknown'
-            cur.execute(sql, _text(params) if params else None)
+            # never a server-side prepared statement of psycopg's: code run as a statement's
+            # sender (senders.py) could replace it before its next use
+            cur.execute(sql, _text(params) if params else None, prepare=False)
             if cur.description is None:
                 return []
             names = [d.name for d in cur.description]

@@ -102,6 +102,7 @@ class Recommendation:
     write_overhead: dict
     evidence: dict
     score: float
+    index_spec: dict            # what the SQL side builds the statements from (sql/09_index_ddl.sql)
 
     def to_dict(self) -> dict:
         return asdict(self)

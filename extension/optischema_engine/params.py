@@ -1,7 +1,10 @@
 """Representative parameter values, so that normalized text is costed with custom plans
 the way the application runs it. Values come from pg_qualstats (constants the workload
 really used, when that extension is installed) or else from pg_stats (histogram bounds,
-most common values). They are used locally, inside EXPLAIN, and never leave the database."""
+most common values). They are used locally, inside EXPLAIN, and never leave the database.
+They reach the code of the role a statement is planned as (a function the statement
+applies to a parameter sees them), so that role gets only constants it sent itself and
+statistics of columns it may read."""
 from __future__ import annotations
 
 import math
@@ -18,18 +21,26 @@ SELECT n.nspname AS schema FROM pg_catalog.pg_extension e
 JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_qualstats'"""
 # {schema} is the catalog-resolved, quoted schema of pg_qualstats
 _QUALSTATS_SQL = """
-SELECT q.queryid::text AS queryid, q.lrelid::bigint AS relid, a.attname AS column,
+SELECT q.queryid::text AS queryid, q.userid::bigint AS userid, q.lrelid::bigint AS relid, a.attname AS column,
        o.oprname AS op, q.constvalue AS value, sum(q.occurences)::float8 AS n
 FROM {schema}.pg_qualstats() q
 JOIN pg_catalog.pg_attribute a ON a.attrelid = q.lrelid AND a.attnum = q.lattnum
 JOIN pg_catalog.pg_operator o ON o.oid = q.opno
 WHERE q.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
   AND q.constvalue IS NOT NULL AND q.queryid = ANY ($1::bigint[])
-GROUP BY 1, 2, 3, 4, 5"""
+GROUP BY 1, 2, 3, 4, 5, 6"""
 _STATS_SQL = """
 SELECT most_common_vals::text::text[] AS mcv, most_common_freqs::float8[] AS freqs,
        histogram_bounds::text::text[] AS hist, n_distinct::float8 AS n_distinct
 FROM pg_catalog.pg_stats WHERE schemaname = $1 AND tablename = $2 AND attname = $3"""
+# ... and only if role $4 may read the column's rows (its privileges, row security)
+_READER_SQL = """
+ AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_catalog.pg_roles r ON r.oid = $4::oid
+             WHERE n.nspname = $1 AND c.relname = $2
+               AND pg_catalog.has_column_privilege(r.oid, c.oid, $3, 'SELECT')
+               AND (NOT c.relrowsecurity OR r.rolsuper OR r.rolbypassrls
+                    OR (NOT c.relforcerowsecurity AND pg_catalog.pg_has_role(r.oid, c.relowner, 'USAGE'))))"""
 _CONSTVALUE = re.compile(r"^'((?:[^']|'')*)'::[\w .\"\[\]]+$|^(-?[\d.]+(?:e[+-]?\d+)?)(?:::[\w .\"]+)?$", re.S)
 
 
@@ -72,9 +83,9 @@ class ValueSource:
 
     def __init__(self, db: Database, queryids: list[int], use_qualstats: bool):
         self.db = db
-        self._stats: dict[tuple[str, str, str], ColumnStats | None] = {}
-        # (queryid, relid, column, op) -> [(value, occurrences)] most used first
-        self.observed: dict[tuple[int, int, str, str], list[tuple[str, float]]] = {}
+        self._stats: dict[tuple[str, str, str, int | None], ColumnStats | None] = {}
+        # (queryid, userid, relid, column, op) -> [(value, occurrences)] most used first
+        self.observed: dict[tuple[int, int, int, str, str], list[tuple[str, float]]] = {}
         self.qualstats = False
         if use_qualstats:
             self._load_qualstats(queryids)
@@ -87,22 +98,26 @@ class ValueSource:
         sql = _QUALSTATS_SQL.format(schema=ddl.quote_ident(rows[0]["schema"]))
         array = "{" + ",".join(str(q) for q in queryids) + "}"
         for r in self.db.query(sql, [array]):
-            key = (int(r["queryid"]), int(r["relid"]), r["column"], r["op"])
+            key = (int(r["queryid"]), int(r["userid"]), int(r["relid"]), r["column"], r["op"])
             for value in parse_constvalue(r["value"]):
                 self.observed.setdefault(key, []).append((value, float(r["n"])))
 
-    def stats(self, rel: Relation, column: str) -> ColumnStats | None:
-        key = (rel.schema, rel.name, column)
+    def stats(self, rel: Relation, column: str, reader: int | None = None) -> ColumnStats | None:
+        """The column's statistics; with a reader, only if that role may read the column."""
+        key = (rel.schema, rel.name, column, reader)
         if key not in self._stats:
-            rows = self.db.query(_STATS_SQL, list(key))
+            args = [rel.schema, rel.name, column]
+            rows = self.db.query(_STATS_SQL + _READER_SQL, args + [reader]) if reader is not None \
+                else self.db.query(_STATS_SQL, args)
             self._stats[key] = ColumnStats(list(rows[0]["mcv"] or []), list(rows[0]["freqs"] or []),
                                            list(rows[0]["hist"] or [])) if rows else None
         return self._stats[key]
 
-    def seen(self, queryids: list[int], relid: int, column: str, op: str) -> list[tuple[str, float]]:
+    def seen(self, queryids: list[int], relid: int, column: str, op: str, userid: int) -> list[tuple[str, float]]:
+        """Constants role `userid` used in these statements."""
         merged: dict[str, float] = {}
         for q in queryids:
-            for v, n in self.observed.get((q, relid, column, op), []):
+            for v, n in self.observed.get((q, userid, relid, column, op), []):
                 merged[v] = merged.get(v, 0.0) + n
         return sorted(merged.items(), key=lambda v: (-v[1], v[0]))
 
@@ -132,8 +147,10 @@ def _stats_value(st: ColumnStats | None, op: str, k: int, n: int) -> str | None:
 
 
 def plan_params(types: list[str], facts: PlanFacts, relids: dict[str, int], limit_params: set[int],
-                rows_per_call: float, values: ValueSource, queryids: list[int], samples: int) -> ParamPlan:
-    """Values for every parameter, or no samples (generic plan) if a compared parameter has none."""
+                rows_per_call: float, values: ValueSource, queryids: list[int], samples: int,
+                reader: int) -> ParamPlan:
+    """Values for every parameter, or no samples (generic plan) if a compared parameter has
+    none. `reader`: the role the statement is planned as."""
     # parameter -> (relation, relid, column, operator, position in an IN list)
     bound: dict[int, tuple[Relation, int, str, str, int]] = {}
     single = next(iter(facts.relations)) if len(facts.relations) == 1 else None
@@ -156,7 +173,7 @@ def plan_params(types: list[str], facts: PlanFacts, relids: dict[str, int], limi
             source[n] = "rows_per_call"
         elif n in bound:
             rel, relid, column, op, pos = bound[n]
-            seen = values.seen(queryids, relid, column, op)
+            seen = values.seen(queryids, relid, column, op, reader)
             if seen:
                 # the k-th parameter of an IN list starts k values further, so that one
                 # sample's list holds distinct values as the application's lists do
@@ -165,7 +182,7 @@ def plan_params(types: list[str], facts: PlanFacts, relids: dict[str, int], limi
                 if len(seen) == 1 and seen[0][1] >= 2 and op == "=":
                     fixed[n] = seen[0][0]
             else:
-                vals = [_stats_value(values.stats(rel, column), op, k, samples) for k in range(samples)]
+                vals = [_stats_value(values.stats(rel, column, reader), op, k, samples) for k in range(samples)]
                 vals = [v for v in vals if v is not None]
                 if not vals:
                     missing = True
@@ -179,7 +196,7 @@ def plan_params(types: list[str], facts: PlanFacts, relids: dict[str, int], limi
             source[n] = "null"
     if missing:
         return ParamPlan([], fixed, source)
-    _pair_ranges(bound, per_param, source, values, queryids)
+    _pair_ranges(bound, per_param, source, values, queryids, reader)
     k = max([len(v) for v in per_param.values()] + [1])
     out = []
     for i in range(k):
@@ -199,7 +216,7 @@ def _order_key(value: str):
 
 
 def _pair_ranges(bound, per_param: dict[int, list[str]], source: dict[int, str], values: ValueSource,
-                 queryids: list[int]) -> None:
+                 queryids: list[int], reader: int) -> None:
     """pg_qualstats keeps the bounds of `col >= $2 AND col < $3` as separate constants; drawn
     independently they make empty or huge ranges. Pair by rank: when each execution used a
     window of about the same width (last 90 days, this month), the k-th smallest lower bound
@@ -215,8 +232,8 @@ def _pair_ranges(bound, per_param: dict[int, list[str]], source: dict[int, str],
             continue
         low, high = ends["low"], ends["high"]
         lows = pair_by_rank(
-            [v for op in (">", ">=") for v, _ in values.seen(queryids, relid, column, op)],
-            [v for op in ("<", "<=") for v, _ in values.seen(queryids, relid, column, op)])
+            [v for op in (">", ">=") for v, _ in values.seen(queryids, relid, column, op, reader)],
+            [v for op in ("<", "<=") for v, _ in values.seen(queryids, relid, column, op, reader)])
         paired = [lows[lo] for lo in per_param[low] if lo in lows]
         if len(paired) == len(per_param[low]):
             per_param[high] = paired

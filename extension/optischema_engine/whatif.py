@@ -1,12 +1,23 @@
-"""What-if costing: PREPAREd normalized text explained (never executed) under
-hypothetical indexes. Leaves the session as found: only its own prepared statements and
-hypothetical indexes are created, and exactly those are removed."""
+"""What-if costing: normalized text PREPAREd and explained (never executed) under
+hypothetical indexes, always as the role that sent it (senders.py): parsing and planning
+run code of that role's choosing. A prepared statement lives for one call only (PREPARE,
+the EXPLAINs, DEALLOCATE), so no other role's code can replace it between two calls.
+Leaves the session as found: exactly the hypothetical indexes it created are removed."""
 from __future__ import annotations
-
-import uuid
 
 from .db import Database
 from .plans import index_names, root
+from .senders import Failed, Planning, Sender, first_line, planning, resolve_one, statement_name
+from .sqltext import quote_literal, single_statement, strip_semicolon
+
+# The parameter types of prepared statement {name}, schema-qualified, without typmods:
+# `character` would mean char(1) and truncate the values cast to it.
+_TYPES_SQL = (
+    "SELECT ARRAY(SELECT pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) "
+    "pg_catalog.quote_ident(t.typname) FROM pg_catalog.unnest(p.parameter_types) WITH ORDINALITY u(typ, k) "
+    "JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) u.typ "
+    "JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) t.typnamespace ORDER BY u.k) AS t "
+    "FROM pg_catalog.pg_prepared_statements p WHERE p.name OPERATOR(pg_catalog.=) {name}")
 
 
 class Unplannable(Exception):
@@ -14,93 +25,107 @@ class Unplannable(Exception):
 
 
 class WhatIf:
-    def __init__(self, db: Database):
+    """Inside a `senders.planning()` block."""
+
+    def __init__(self, db: Database, planning: Planning):
         self.db = db
-        self.run = uuid.uuid4().hex[:8]
+        self.planning = planning
         self.explain_calls = 0
         self.hypo_created = 0
-        self._prepared: list[str] = []
+        self._stmts: dict[str, tuple[str, Sender, int]] = {}    # key -> (text, sender, parameters)
         self._hypo: dict[str, tuple[int, str, int]] = {}     # identity -> (oid, name, size)
         self._active: set[str] = set()
-        self._cache: dict[tuple, tuple[float, list[dict]]] = {}
-        self._used: dict[tuple, frozenset[str]] = {}
+        self._cache: dict[tuple, tuple[float, list[dict], frozenset[str]]] = {}
         self.last_used: frozenset[str] = frozenset()
-        self._mode: str | None = None
-        rows = db.query("SELECT pg_catalog.current_setting('plan_cache_mode') AS m")
-        self._saved_mode = rows[0]["m"]
         self._hypopg_schema: str | None = None
 
-    # -- prepared statements -------------------------------------------------------
-    def prepare(self, text: str) -> tuple[str, list[str]]:
-        """PREPARE under a unique name; returns (name, parameter types)."""
-        name = f"optischema_{self.run}_{len(self._prepared)}"
+    @staticmethod
+    def _group(text: str, statements: list[tuple[str, bool]]) -> tuple[list[tuple[str, bool]], str]:
+        """PREPARE text under a fresh name, `statements` ({name} in them), DEALLOCATE."""
+        name = statement_name()
+        return ([(f"PREPARE {name} AS {text}", False)] + [(s.replace("{name}", name), rows) for s, rows in statements]
+                + [(f"DEALLOCATE {name}", False)]), name
+
+    def _run(self, sender: Sender, groups: list[tuple[list[tuple[str, bool]], str]]) -> list[list[list[dict]] | str]:
+        """One call as sender; per group the rows of its own statements, or why it failed."""
         try:
-            with self.db.subtransaction():
-                self.db.query(f"PREPARE {name} AS {text}")
-        except Exception as e:  # noqa: BLE001 - any planner/parser error means: skip this text
-            raise Unplannable(_first_line(e)) from None
-        self._prepared.append(name)
-        # schema-qualified type names without typmods: `character` would mean char(1) and
-        # truncate the values we cast to it
-        rows = self.db.query(
-            "SELECT ARRAY(SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(t.typname) "
-            "FROM unnest(p.parameter_types) WITH ORDINALITY u(typ, k) "
-            "JOIN pg_catalog.pg_type t ON t.oid = u.typ JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace "
-            "ORDER BY u.k) AS t FROM pg_catalog.pg_prepared_statements p WHERE p.name = $1", [name])
-        types = list(rows[0]["t"] or [])
+            results = self.planning.run_groups(sender, [g for g, _ in groups], [[name] for _, name in groups])
+        except Exception as e:  # noqa: BLE001 - Refused, or the whole call failed (e.g. statement_timeout)
+            return [first_line(e)] * len(groups)
+        return [first_line(r) if isinstance(r, Failed) else r[1:-1] for r in results]
+
+    # -- statements --------------------------------------------------------------------
+    def prepare(self, text: str, sender: Sender) -> tuple[str, list[str]]:
+        """Checks that `text` prepares as `sender`; returns (key for cost(), parameter types)."""
+        result = self._run(sender, [self._group(text, [(_TYPES_SQL.format(name="'{name}'"), True)])])[0]
+        if isinstance(result, str):
+            raise Unplannable(result)
+        rows = result[0]
+        types = [str(t) for t in (rows[0]["t"] or [])] if rows else []
         if "pg_catalog.unknown" in types:
             raise Unplannable("parameter of undetermined type")
-        return name, types
+        key = statement_name()
+        self._stmts[key] = (text, sender, len(types))
+        return key, types
 
-    def _set_mode(self, mode: str) -> None:
-        if mode != self._mode:
-            self.db.query("SELECT pg_catalog.set_config('plan_cache_mode', $1, true)", [mode])
-            self._mode = mode
+    def sender(self, key: str) -> Sender:
+        return self._stmts[key][1]
 
-    def _explain(self, name: str, args: list[str] | None, nparams: int) -> dict:
-        self.explain_calls += 1
-        if args is None:
-            # a generic plan cached in the prepared statement does not see new hypothetical
-            # indexes, so re-plan: custom mode with NULLs would fold comparisons to false
-            self._set_mode("force_generic_plan")
-            arglist = ", ".join(["NULL"] * nparams)
-        else:
-            self._set_mode("force_custom_plan")
-            arglist = ", ".join(args)
-        sql = f"EXPLAIN (FORMAT JSON, VERBOSE) EXECUTE {name}" + (f"({arglist})" if nparams else "")
-        try:
-            with self.db.subtransaction():
-                rows = self.db.query(sql)
-        except Exception as e:  # noqa: BLE001
-            raise Unplannable(_first_line(e)) from None
-        return root(next(iter(rows[0].values())))
-
-    def cost(self, name: str, text: str, samples: list[list[str]], nparams: int) -> tuple[float, list[dict]]:
+    def cost(self, key: str, samples: list[list[str]]) -> tuple[float, list[dict]]:
         """Mean total cost over the parameter samples (generic plan if none), with the
         currently active hypothetical indexes; cached per (statement, parameter samples,
         hypothetical set)."""
-        key = (name, tuple(tuple(args) for args in samples), frozenset(self._active))
-        if key not in self._cache:
-            if samples:
-                plans = [self._explain(name, args, nparams) for args in samples]
+        result = self.costs([(key, samples)])[key]
+        if isinstance(result, Unplannable):
+            raise result
+        self.last_used = result[2]
+        return result[0], result[1]
+
+    def costs(self, items: list[tuple[str, list[list[str]]]]) \
+            -> dict[str, tuple[float, list[dict], frozenset[str]] | Unplannable]:
+        """cost() of several statements: (cost, plans, the active hypothetical indexes the
+        plans use) or Unplannable, per key. One call per sender, whatever the number of
+        statements and EXPLAINs."""
+        out: dict[str, tuple[float, list[dict], frozenset[str]] | Unplannable] = {}
+        todo: dict[int, list[tuple[str, tuple]]] = {}
+        for key, samples in items:
+            ck = (key, tuple(tuple(args) for args in samples), frozenset(self._active))
+            if ck in self._cache:
+                out[key] = self._cache[ck]
             else:
-                self.db.query(f"DEALLOCATE {name}")
-                self.db.query(f"PREPARE {name} AS {text}")
-                plans = [self._explain(name, None, nparams)]
-            # hypopg names carry the oid, which changes when an index is re-created: record
-            # which hypothetical indexes the plans use by identity, now
-            used_names = set().union(*(index_names(p) for p in plans))
-            self._used[key] = frozenset(i for i in self._active if self._hypo[i][1] in used_names)
-            self._cache[key] = (sum(p["Total Cost"] for p in plans) / len(plans), plans)
-        self.last_used = self._used[key]
-        return self._cache[key]
+                todo.setdefault(self._stmts[key][1].oid, []).append((key, ck))
+        for batch in todo.values():
+            sender = self._stmts[batch[0][0]][1]
+            groups = [self._group(self._stmts[key][0], self._explains(key, [list(a) for a in ck[1]]))
+                      for key, ck in batch]
+            for (key, ck), result in zip(batch, self._run(sender, groups)):
+                if isinstance(result, str):
+                    out[key] = Unplannable(result)
+                    continue
+                plans = [root(rows[0]["QUERY PLAN"]) for rows in result[1:]]
+                # hypopg names carry the oid, which changes when an index is re-created: record
+                # which hypothetical indexes the plans use by identity, now
+                used_names = set().union(*(index_names(p) for p in plans))
+                used = frozenset(i for i in self._active if self._hypo[i][1] in used_names)
+                self._cache[ck] = out[key] = (sum(p["Total Cost"] for p in plans) / len(plans), plans, used)
+        return out
+
+    def _explains(self, key: str, samples: list[list[str]]) -> list[tuple[str, bool]]:
+        """The statements of one cost() after PREPARE: the plan cache mode, then one EXPLAIN
+        per parameter sample (a generic plan with NULLs if none: custom plans would fold
+        comparisons with NULL to false)."""
+        nparams = self._stmts[key][2]
+        mode = "force_custom_plan" if samples else "force_generic_plan"
+        arglists = [", ".join(args) for args in samples] or [", ".join(["NULL"] * nparams)]
+        self.explain_calls += len(arglists)
+        return [(f"SET LOCAL plan_cache_mode = {mode}", False)] + \
+            [("EXPLAIN (FORMAT JSON, VERBOSE) EXECUTE {name}" + (f"({a})" if nparams else ""), True) for a in arglists]
 
     # -- hypothetical indexes --------------------------------------------------------
     @property
     def _hypopg(self) -> str:
-        """HypoPG's schema, quoted. Calls are schema-qualified: the workload's texts are
-        planned under the application's search_path, where another function of the same
-        name could come first. Plain generic plans (the sidecar's plan check) need no HypoPG."""
+        """HypoPG's schema, quoted. Calls are schema-qualified: they run under the
+        sender's search_path, where another function of the same name could come first."""
         if self._hypopg_schema is None:
             rows = self.db.query("SELECT pg_catalog.quote_ident(n.nspname) AS h FROM pg_catalog.pg_extension e"
                                  " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'hypopg'")
@@ -109,26 +134,40 @@ class WhatIf:
             self._hypopg_schema = rows[0]["h"]
         return self._hypopg_schema
 
-    def activate(self, identities: dict[str, str]) -> None:
-        """Make exactly these hypothetical indexes (identity -> hypopg DDL) active."""
+    def activate(self, identities: dict[str, tuple[str, Sender]]) -> None:
+        """Make exactly these hypothetical indexes (identity -> (hypopg DDL, the role whose
+        statement it is for)) active. Each is created as that role: the DDL's expressions
+        and predicate come from its statement, and resolving them can run its code."""
         for ident in list(self._active):
             if ident not in identities:
                 self.db.query(f"SELECT {self._hypopg}.hypopg_drop_index($1::oid)", [self._hypo[ident][0]])
                 self._active.discard(ident)
                 del self._hypo[ident]
-        for ident, sql in identities.items():
+        todo: dict[int, list[tuple[str, str, Sender]]] = {}       # one call per role
+        for ident, (sql, sender) in identities.items():
             if ident not in self._active:
-                try:
-                    with self.db.subtransaction():
-                        row = self.db.query("SELECT indexrelid::bigint AS oid, indexname AS name "
-                                            f"FROM {self._hypopg}.hypopg_create_index($1)", [sql])[0]
-                except Exception as e:  # noqa: BLE001 - e.g. an operator class the column type lacks
-                    raise Unplannable(_first_line(e)) from None
+                todo.setdefault(sender.oid, []).append((ident, sql, sender))
+        failed: list[str] = []
+        for batch in todo.values():
+            groups = [[(f"SELECT h.indexrelid::bigint AS oid, h.indexname AS name "
+                        f"FROM {self._hypopg}.hypopg_create_index({quote_literal(sql)}) h", True)]
+                      for _, sql, _ in batch]
+            try:
+                results = self.planning.run_groups(batch[0][2], groups)
+            except Exception as e:  # noqa: BLE001 - Refused, or the whole call failed
+                raise Unplannable(first_line(e)) from None
+            for (ident, _, _), result in zip(batch, results):
+                if isinstance(result, Failed):         # e.g. an operator class the column type lacks
+                    failed.append(first_line(result))
+                    continue
+                row = result[0][0]
                 size = self.db.query(f"SELECT {self._hypopg}.hypopg_relation_size($1::oid)::bigint AS s",
                                      [row["oid"]])[0]["s"]
                 self._hypo[ident] = (int(row["oid"]), row["name"], int(size))
                 self._active.add(ident)
                 self.hypo_created += 1
+        if failed:
+            raise Unplannable(failed[0])
 
     def size(self, ident: str) -> int:
         return self._hypo[ident][2]
@@ -141,11 +180,24 @@ class WhatIf:
         for ident in list(self._active):
             self.db.query(f"SELECT {self._hypopg}.hypopg_drop_index($1::oid)", [self._hypo[ident][0]])
         self._active.clear()
-        for name in self._prepared:
-            self.db.query(f"DEALLOCATE {name}")
-        self._prepared.clear()
-        self.db.query("SELECT pg_catalog.set_config('plan_cache_mode', $1, true)", [self._saved_mode])
 
 
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+def generic_plan(db: Database, queryid: int, text: str) -> tuple[dict | None, str | None]:
+    """(top node of the generic plan of statement `queryid`'s text, None), or (None, why it
+    could not be planned): as the most recent of its senders the caller may act as, in a
+    block that is rolled back. The plan check after a change and optischema.context()."""
+    reason = single_statement(text)
+    if reason is not None:
+        return None, reason
+    who = resolve_one(db, [queryid])
+    if who.sender is None:
+        return None, f"not planned: {who.reason}"
+    with planning(db) as p:
+        wi = WhatIf(db, p)
+        try:
+            key, _ = wi.prepare(strip_semicolon(text), who.sender)
+            return wi.cost(key, [])[1][0], None
+        except Unplannable as e:
+            return None, str(e)
+        finally:
+            wi.close()

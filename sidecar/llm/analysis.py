@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from optischema_engine.whatif import Unplannable
 
 from ..db import own_prepared_statements
 from ..queue import JobError
@@ -57,7 +58,7 @@ def _apply(conn: psycopg.Connection, call_id: int, subject: audit.Subject, p: Pr
         try:
             with conn.transaction():        # a check that breaks undoes only itself
                 verdict = _verdict(conn, p, found, cfg)
-        except psycopg.Error as e:
+        except (psycopg.Error, Unplannable) as e:     # one proposal's failure is its own verdict
             verdict = Verdict(False, f"could not be checked: {str(e).strip().splitlines()[0]}")
         if verdict.draft is not None:
             rec_id, written = store.recommend(conn, verdict.draft, p.explanation)

@@ -1,6 +1,8 @@
-"""Config proposals: a real setting (pg_settings) of a tunable category, a value PostgreSQL
-would accept (type, unit, range, enum), and a scope that setting allows. The statement is
-built by OptiSchema from the catalog's name and the re-formatted value."""
+"""Config proposals: a setting of OptiSchema's allow-list (optischema.tunable_settings) with a
+value inside the bounds listed there, which PostgreSQL would also accept (type, unit, range,
+enum), at a scope the setting allows. A setting that needs a restart (pg_settings.context
+'postmaster') is advice only: recorded with that mark, never applied. The statement is built
+by OptiSchema from the catalog's name and the re-formatted value."""
 from __future__ import annotations
 
 import re
@@ -15,9 +17,6 @@ from .context import Target
 from .models import ConfigProposal
 from .verdict import Draft, Rejected, Verdict, rejected
 
-# Only performance knobs: never commands, paths, libraries, durability or security.
-TUNABLE_CATEGORIES = ("Query Tuning", "Resource Usage / Memory", "Resource Usage / Asynchronous Behavior",
-                      "Autovacuum", "Write-Ahead Log / Checkpoints")
 # Settings whose effect on plans a session can preview (SET LOCAL, rolled back).
 PREVIEWABLE_CATEGORIES = ("Query Tuning", "Resource Usage / Memory")
 _MEMORY = {"B": 1, "kB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3, "TB": 1024 ** 4}
@@ -25,8 +24,10 @@ _TIME = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86
 _NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
 _BOOL = {"on": "on", "true": "on", "yes": "on", "1": "on", "off": "off", "false": "off", "no": "off", "0": "off"}
 _SETTING_SQL = """
-SELECT name, setting, unit, category, context, vartype, min_val, max_val, enumvals, pg_catalog.current_setting(name) AS shown
-FROM pg_catalog.pg_settings WHERE name = %s"""
+SELECT s.name, s.setting, s.unit, s.category, s.context, s.vartype, s.min_val, s.max_val, s.enumvals,
+       pg_catalog.current_setting(s.name) AS shown, t.name IS NOT NULL AS listed, t.min_value, t.max_value, t.allowed, t.why
+FROM pg_catalog.pg_settings s LEFT JOIN optischema.tunable_settings t ON t.name = s.name
+WHERE s.name = %s"""
 
 
 def _unit_factor(unit: str) -> tuple[dict[str, float], float]:
@@ -88,6 +89,19 @@ def _preview(conn: psycopg.Connection, s: dict, value: str, targets: list[Target
             for q in before if q in after]
 
 
+def _allowed(s: dict, value: str, own: float | None) -> None:
+    """Rejected unless the value is inside the allow-list's bounds for this setting."""
+    if s["allowed"] is not None:
+        if value not in s["allowed"]:
+            raise Rejected(f"{s['name']} = {value} is not proposed by OptiSchema (only {', '.join(s['allowed'])}): "
+                           f"{s['why']}")
+        return
+    lo, hi = (_value(s, bound)[1] for bound in (s["min_value"], s["max_value"]))
+    if not lo <= own <= hi:
+        raise Rejected(f"{s['name']} = {value} is outside the range OptiSchema proposes, {s['min_value']} to "
+                       f"{s['max_value']}: {s['why']}")
+
+
 def check(conn: psycopg.Connection, p: ConfigProposal, targets: list[Target]) -> Verdict:
     try:
         with conn.cursor(row_factory=dict_row) as cur:
@@ -95,15 +109,14 @@ def check(conn: psycopg.Connection, p: ConfigProposal, targets: list[Target]) ->
             s = cur.fetchone()
         if s is None:
             raise Rejected(f"{p.name!r} is not a PostgreSQL setting (pg_settings)")
-        if not s["category"].startswith(TUNABLE_CATEGORIES) or s["vartype"] == "string":
-            raise Rejected(f"{s['name']} ({s['category']}) is not a performance setting OptiSchema proposes")
-        if s["context"] == "internal":
-            raise Rejected(f"{s['name']} is read-only")
+        if not s["listed"]:
+            raise Rejected(f"{s['name']} is not a setting OptiSchema proposes (see optischema.tunable_settings)")
         if p.scope in ("role", "session"):
             raise Rejected(f"scope {p.scope!r}: OptiSchema proposes system or database settings only")
         if p.scope == "database" and s["context"] in ("postmaster", "sighup"):
             raise Rejected(f"{s['name']} (context {s['context']}) can only be set for the whole server (scope system)")
         value, own = _value(s, p.value)
+        _allowed(s, value, own)
         current = float(s["setting"]) if own is not None else s["setting"]
         if (own if own is not None else value) == current:
             raise Rejected(f"{s['name']} is already {s['shown']}")
@@ -113,10 +126,11 @@ def check(conn: psycopg.Connection, p: ConfigProposal, targets: list[Target]) ->
     ddl, rollback = _ddl(conn, s["name"], value, p.scope)
     evidence = {"setting": s["name"], "current": s["shown"], "proposed": value, "unit": s["unit"],
                 "range": [s["min_val"], s["max_val"]] if s["min_val"] is not None else None,
-                "context": s["context"], "restart_required": restart, "scope": p.scope,
+                "proposable": s["allowed"] or [s["min_value"], s["max_value"]],
+                "context": s["context"], "restart_required": restart, "advice_only": restart, "scope": p.scope,
                 "category": s["category"]}
     title = (f"Set {s['name']} = {value} ({'server' if p.scope == 'system' else 'database ' + conn.info.dbname}"
-             f"; now {s['shown']}{'; restart required' if restart else ''})")
+             f"; now {s['shown']}{'; needs restart: advice only, never applied by OptiSchema' if restart else ''})")
     estimates = _preview(conn, s, value, targets)
     benefit = {"planner_estimates": estimates,
                "note": "planner cost estimates of the analysed statements with the new value (SET LOCAL, rolled "
@@ -124,4 +138,5 @@ def check(conn: psycopg.Connection, p: ConfigProposal, targets: list[Target]) ->
                        else "not previewed: this setting cannot be changed for one session"}
     draft = Draft(kind="config", key=f"config:{p.scope}:{s['name']}", title=title, ddl=ddl, rollback_ddl=rollback,
                   queryids=[t.queryid for t in targets], benefit=benefit, evidence=evidence, score=0.0)
-    return Verdict(True, f"valid {s['vartype']} value for {s['name']} (context {s['context']})", evidence, draft)
+    return Verdict(True, f"valid {s['vartype']} value for {s['name']} (context {s['context']})"
+                   + ("; needs a server restart: advice only" if restart else ""), evidence, draft)

@@ -1,16 +1,19 @@
-"""Index proposals: table and columns resolved in the catalog, the statement re-built by
-OptiSchema's DDL builder (as the advisor's are), and the gain proven with a HypoPG
-what-if plan of the statements it is meant for. No gain, no recommendation."""
+"""Index proposals: table and columns resolved in the catalog, described the way the
+advisor describes its candidates (optischema_engine.indexspec: the SQL side builds the
+statement from that description when it runs), and the gain proven with a HypoPG what-if
+plan of the statements it is meant for. No gain, no recommendation."""
 from __future__ import annotations
 
 import psycopg
-from optischema_engine import ddl
+from optischema_engine import ddl, senders
 from optischema_engine.candidates import Candidate, KeyPart, covered_by_existing
 from optischema_engine.catalog import Catalog, Table
 from optischema_engine.db import PsycopgDatabase
+from optischema_engine.indexspec import Unbuildable
 from optischema_engine.sqltext import single_statement, tokens
 from optischema_engine.whatif import Unplannable, WhatIf
 
+from ..db import own_prepared_statements
 from . import costing, names
 from .context import Target
 from .models import IndexProposal
@@ -64,11 +67,13 @@ def candidate(db: PsycopgDatabase, catalog: Catalog, p: IndexProposal) -> tuple[
     return t, c
 
 
-def _what_if(db: PsycopgDatabase, c: Candidate, targets: list[Target]) -> tuple[list[dict], int]:
-    """Cost of each target without and with the hypothetical index."""
+def _what_if(db: PsycopgDatabase, planning: senders.Planning, c: Candidate,
+             targets: list[Target]) -> tuple[list[dict], int]:
+    """Cost of each target without and with the hypothetical index (created, like the
+    target is planned, as the target's sender)."""
     ident = c.identity()
     per_query: list[dict] = []
-    wi = WhatIf(db)
+    wi = WhatIf(db, planning)
     size = 0
     try:
         for t in targets:
@@ -79,9 +84,9 @@ def _what_if(db: PsycopgDatabase, c: Candidate, targets: list[Target]) -> tuple[
             try:
                 wi.activate({})
                 prepared = costing.prepare(db, wi, t)
-                before, _ = prepared.cost(wi, t.query)
-                wi.activate({ident: c.hypo_ddl()})
-                after, _ = prepared.cost(wi, t.query)
+                before, _ = prepared.cost(wi)
+                wi.activate({ident: (c.hypo_ddl(), wi.sender(prepared.name))})
+                after, _ = prepared.cost(wi)
                 size = wi.size(ident)
                 per_query.append({"queryid": t.queryid, "calls": t.calls, "cost_before": round(before, 2),
                                   "cost_after": round(after, 2), "uses_index": wi.uses(ident),
@@ -99,8 +104,9 @@ def check(conn: psycopg.Connection, p: IndexProposal, targets: list[Target], min
     catalog = Catalog(db)
     try:
         t, c = candidate(db, catalog, p)
-        with conn.transaction():            # the what-if's SET LOCALs need one transaction
-            per_query, size = _what_if(db, c, targets)
+        with own_prepared_statements(conn), conn.transaction(force_rollback=True), \
+                senders.planning(db) as planning:
+            per_query, size = _what_if(db, planning, c, targets)
         evidence = {"hypothetical_index": c.hypo_ddl(), "queries": per_query,
                     "min_cost_reduction": min_reduction, "estimated_size_bytes": size}
         served = [q for q in per_query if q.get("uses_index") and q["reduction_pct"] >= 100 * min_reduction]
@@ -113,6 +119,10 @@ def check(conn: psycopg.Connection, p: IndexProposal, targets: list[Target], min
     taken = {ix.name for ix in t.indexes}
     parts = [k.name_part() for k in c.keys] + (["where", c.predicate[0], c.predicate[1]] if c.predicate else [])
     name = ddl.index_name(c.table, parts, c.identity(), taken)
+    try:
+        spec = c.spec(db, t, name)
+    except Unbuildable as e:
+        return rejected(Rejected(str(e), evidence))
     saved = sum(q["calls"] * (q["cost_before"] - q["cost_after"]) for q in served)
     best = max(served, key=lambda q: q["reduction_pct"])
     title = (f"Index {c.table}({', '.join(c.key_sql())})"
@@ -127,6 +137,6 @@ def check(conn: psycopg.Connection, p: IndexProposal, targets: list[Target], min
         queryids=sorted(q["queryid"] for q in served),
         benefit={"queries": served, "cost_saved_per_window": round(saved, 2)},
         evidence=evidence, score=round(saved, 2), table_name=f"{c.schema}.{c.table}", index_name=name,
-        estimated_size_bytes=size)
+        estimated_size_bytes=size, index_spec=spec)
     return Verdict(True, f"what-if: cost {best['cost_before']:g} -> {best['cost_after']:g}"
                          f" ({best['reduction_pct']:g}% less) for query {best['queryid']}", evidence, draft)

@@ -1,12 +1,14 @@
 """Costing a statement the way the advisor does: custom plans for representative parameter
 values (the engine's plan_params: pg_qualstats, else pg_stats), the generic plan when there
 are none; also under a changed setting. Costs are planner estimates of PREPAREd text:
-nothing is executed."""
+nothing is executed. Every text is planned as a role that sent it (optischema_engine.senders),
+never as the sidecar's role."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import psycopg
+from optischema_engine import senders
 from optischema_engine.catalog import Catalog
 from optischema_engine.db import PsycopgDatabase
 from optischema_engine.params import ValueSource, plan_params
@@ -14,6 +16,7 @@ from optischema_engine.plans import facts
 from optischema_engine.sqltext import limit_params, single_statement
 from optischema_engine.whatif import Unplannable, WhatIf
 
+from ..db import own_prepared_statements
 from .context import Target
 
 PARAMETER_SETS = 3
@@ -21,26 +24,29 @@ PARAMETER_SETS = 3
 
 @dataclass(frozen=True)
 class Prepared:
-    name: str                       # prepared statement to cost (WhatIf.cost)
+    name: str                       # WhatIf's key of the statement to cost
     types: list[str]                # its parameter types
     samples: list[list[str]]        # argument lists (SQL literals); empty: generic plan
     sources: dict[int, str]         # where each parameter's values came from
 
-    def cost(self, wi: WhatIf, text: str) -> tuple[float, list[dict]]:
-        return wi.cost(self.name, text, self.samples, len(self.types))
+    def cost(self, wi: WhatIf) -> tuple[float, list[dict]]:
+        return wi.cost(self.name, self.samples)
 
 
 def prepare(db: PsycopgDatabase, wi: WhatIf, target: Target) -> Prepared:
-    """Raises Unplannable when the text cannot be planned."""
+    """Raises Unplannable when the text cannot be planned, or not as a role that sent it."""
+    who = senders.resolve_one(db, [target.queryid])
+    if who.sender is None:
+        raise Unplannable(f"not planned: {who.reason}")
     # The generic plan says which column each parameter is compared with.
-    name, types = wi.prepare(target.query)
-    _, generic = wi.cost(name, target.query, [], len(types))
+    name, types = wi.prepare(target.query, who.sender)
+    _, generic = wi.cost(name, [])
     f = facts(generic[0])
     catalog = Catalog(db)
     relids = {alias: t.oid for alias, rel in f.relations.items()
               if (t := catalog.table(rel.schema, rel.name)) is not None}
     pp = plan_params(types, f, relids, limit_params(target.query), target.rows_per_call,
-                     ValueSource(db, [target.queryid], True), [target.queryid], PARAMETER_SETS)
+                     ValueSource(db, [target.queryid], True), [target.queryid], PARAMETER_SETS, who.sender.oid)
     return Prepared(name, types, pp.samples, pp.source)
 
 
@@ -48,19 +54,20 @@ def plan_costs(conn: psycopg.Connection, targets: list[Target], setting: tuple[s
     """Cost of each plannable target, with a setting (name, value) changed for this
     transaction only: the transaction is always rolled back."""
     costs: dict[int, float] = {}
-    with conn.transaction(force_rollback=True):
+    db = PsycopgDatabase(conn)
+    with own_prepared_statements(conn), conn.transaction(force_rollback=True):
         if setting:
             conn.execute("SELECT pg_catalog.set_config(%s, %s, true)", setting)
-        db = PsycopgDatabase(conn)
-        wi = WhatIf(db)
-        try:
-            for t in targets:
-                if single_statement(t.query):
-                    continue
-                try:
-                    costs[t.queryid] = prepare(db, wi, t).cost(wi, t.query)[0]
-                except Unplannable:
-                    continue
-        finally:
-            wi.close()
+        with senders.planning(db) as planning:
+            wi = WhatIf(db, planning)
+            try:
+                for t in targets:
+                    if single_statement(t.query):
+                        continue
+                    try:
+                        costs[t.queryid] = prepare(db, wi, t).cost(wi)[0]
+                    except Unplannable:
+                        continue
+            finally:
+                wi.close()
     return costs

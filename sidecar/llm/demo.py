@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import socket
 import sys
-from datetime import timedelta
 
 import psycopg
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
+from .. import queue
 from ..queue import JobError
 
 from .analysis import SKIP_NO_ENDPOINT, run_analysis
 from .config import endpoint_configured
 
-LEASE = timedelta(minutes=5)
+LEASE = 300.0
 
 
 def _report(result: dict) -> None:
@@ -40,22 +38,19 @@ def run_once(dsn: str, n: int = 3) -> list[dict]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         queued = conn.execute("SELECT optischema.enqueue_llm_analyses(%s)", (n,)).fetchone()[0]
         print(f"enqueued {queued} LLM analyses")
-        while True:
-            with conn.cursor(row_factory=dict_row) as cur:
-                cur.execute("SELECT * FROM optischema._claim_job(%s, ARRAY['llm_analysis'], %s)", (worker, LEASE))
-                job = cur.fetchone()
-            if job is None:
-                break
+        queue.heartbeat(conn, worker, LEASE)       # a sidecar announces itself before it claims
+        while (job := queue.claim(conn, worker, ["llm_analysis"], LEASE)) is not None:
             print(f"\nanalysis {job['id']}: {job['payload']}")
             try:
                 result = run_analysis(conn, job, None)
             except JobError as e:
-                conn.execute("SELECT optischema._fail_job(%s, %s, %s, %s)", (job["id"], worker, str(e), e.retry))
+                queue.fail(conn, job["id"], worker, str(e), e.retry)
                 result = {"status": "failed", "reason": str(e)}
             else:
-                conn.execute("SELECT optischema._complete_job(%s, %s, %s)", (job["id"], worker, Jsonb(result)))
+                queue.complete(conn, job["id"], worker, result)
             _report(result)
             results.append(result)
+        queue.sign_off(conn, worker)
         for rec in conn.execute("SELECT id, kind, title, ddl FROM optischema.recommendations"
                                 " WHERE source = 'llm' AND status = 'open' ORDER BY score DESC, id").fetchall():
             print(f"\nrecommendation {rec[0]} ({rec[1]}): {rec[2]}\n  {rec[3]}")

@@ -29,6 +29,7 @@ class Draft:
     table_name: str | None = None
     index_name: str | None = None
     estimated_size_bytes: int | None = None
+    index_spec: dict | None = None      # create_index: what the SQL side builds it from (sql/09_index_ddl.sql)
 
 
 @dataclass(frozen=True)

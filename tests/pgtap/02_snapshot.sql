@@ -1,5 +1,5 @@
 BEGIN;
-SELECT plan(17);
+SELECT plan(29);
 
 CREATE TABLE snap_probe (a int, b text);
 INSERT INTO snap_probe SELECT g, 'x' || g FROM generate_series(1, 100) g;
@@ -62,6 +62,51 @@ SELECT is((SELECT count(*)::int FROM optischema.snapshots WHERE id < :s3), 0, 's
 SELECT is((SELECT w.calls FROM optischema._query_window(:s3, :s4) w JOIN optischema.queries q USING (queryid)
            WHERE q.query LIKE '%snap_probe WHERE a = $1'), 2::bigint,
           'windows after the cutoff give the same figures');
+
+-- Senders: each statement remembers the roles pg_stat_statements saw send it.
+SELECT is((SELECT array_agg(r.userid::regrole::text) FROM optischema.query_roles r JOIN optischema.queries q USING (queryid)
+           WHERE q.query LIKE '%snap_probe WHERE a = $1'), ARRAY[current_user::text], 'the role that sent a statement is recorded');
+SELECT ok(NOT EXISTS (SELECT 1 FROM optischema.query_roles r JOIN optischema.queries q USING (queryid) WHERE q.own),
+          'OptiSchema''s own statements have no senders');
+SELECT queryid AS probe FROM optischema.queries WHERE query LIKE '%snap_probe WHERE a = $1' \gset
+CREATE ROLE cap_tap_sender;
+GRANT SELECT ON snap_probe TO cap_tap_sender;
+SET ROLE cap_tap_sender;
+SELECT count(*) FROM snap_probe WHERE a = 47;
+RESET ROLE;
+SELECT optischema.snapshot() AS s5 \gset
+SELECT is(ARRAY(SELECT s::regrole::text FROM optischema._senders(:probe) s), ARRAY['cap_tap_sender', current_user::text],
+          'a new sender is recorded at once, and comes first');
+SELECT is((SELECT first_seen FROM optischema.query_roles WHERE queryid = :probe AND userid = 'cap_tap_sender'::regrole),
+          :s5::bigint, 'first_seen is the snapshot that saw it first');
+SELECT count(*) FROM snap_probe WHERE a = 48;
+SELECT optischema.snapshot() AS s6 \gset
+SELECT is((SELECT last_seen FROM optischema.query_roles WHERE queryid = :probe AND userid = current_user::regrole),
+          :s5::bigint, 'last_seen is not rewritten by every snapshot');
+UPDATE optischema.snapshots SET taken_at = taken_at - interval '2 hours';
+SELECT count(*) FROM snap_probe WHERE a = 49;
+SELECT optischema.snapshot() AS s7 \gset
+SELECT is((SELECT last_seen FROM optischema.query_roles WHERE queryid = :probe AND userid = current_user::regrole),
+          :s7::bigint, 'but once it is an hour old');
+DROP OWNED BY cap_tap_sender;
+DROP ROLE cap_tap_sender;
+SELECT is(ARRAY(SELECT s::regrole::text FROM optischema._senders(:probe) s), ARRAY[current_user::text],
+          'a dropped role is no sender any more');
+SELECT is((SELECT count(*)::int FROM optischema._senders(NULL)), 0, 'no statement, no sender');
+
+-- Secrets: utility statements are kept verbatim by pg_stat_statements, never stored so.
+CREATE ROLE cap_tap_pw PASSWORD 'tap-hunter2';
+ALTER ROLE cap_tap_pw PASSWORD 'tap-hunter3' VALID UNTIL 'infinity';
+SET application_name = 'tap-hunter4';
+/* tap-hunter5 */ SELECT count(*) FROM snap_probe WHERE b = 'x' AND a > 0;
+SELECT optischema.snapshot();
+SELECT is((SELECT count(*)::int FROM optischema.queries WHERE query ~ 'tap-hunter'), 0, 'no literal or comment is stored');
+SELECT is((SELECT query FROM optischema.queries WHERE query LIKE 'CREATE ROLE cap_tap_pw%'),
+          'CREATE ROLE cap_tap_pw PASSWORD ''<redacted>''', 'a utility statement is stored with its literals redacted');
+SELECT is((SELECT query FROM optischema.queries WHERE query LIKE 'ALTER ROLE cap_tap_pw%'),
+          'ALTER ROLE cap_tap_pw PASSWORD ''<redacted>'' VALID UNTIL ''<redacted>''', 'every literal of it');
+SELECT is((SELECT query FROM optischema.queries WHERE query LIKE '%snap_probe WHERE b = $1 AND a > $2'),
+          'SELECT count(*) FROM snap_probe WHERE b = $1 AND a > $2', 'comments go too');
 
 SELECT * FROM finish();
 ROLLBACK;

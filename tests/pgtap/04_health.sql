@@ -1,5 +1,5 @@
 BEGIN;
-SELECT plan(9);
+SELECT plan(10);
 
 SELECT is((SELECT array_agg("check" ORDER BY "check") FROM optischema.health()),
     ARRAY['compute_query_id', 'hypopg', 'pg_cron', 'pg_stat_statements created', 'pg_stat_statements evictions',
@@ -22,6 +22,12 @@ SELECT is((SELECT fix FROM optischema.health() WHERE "check" = 'hypopg'), 'CREAT
 INSERT INTO optischema.snapshots (pgss_dealloc, evicted) VALUES (0, 250);
 SELECT ok((SELECT NOT ok AND fix LIKE 'postgresql.conf: pg_stat_statements.max = %' FROM optischema.health()
            WHERE "check" = 'pg_stat_statements evictions'), 'evictions are reported with a larger max');
+-- pg_stat_statements_info.dealloc counts rounds, each evicting 5% of pg_stat_statements.max entries.
+SELECT ok((SELECT detail ~ '^pg_stat_statements ran out of room \d+ times, each time evicting its least-used 5% of entries \(about \d+ statements in all\): pg_stat_statements.max = 10000 is too small'
+                  AND substring(detail FROM 'room (\d+) times')::bigint >= 250
+                  AND substring(detail FROM 'about (\d+) statements')::bigint = 500 * substring(detail FROM 'room (\d+) times')::bigint
+           FROM optischema.health() WHERE "check" = 'pg_stat_statements evictions'),
+          'the eviction rounds are counted as rounds, and the statements they evicted estimated');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,5 +1,5 @@
 BEGIN;
-SELECT plan(44);
+SELECT plan(63);
 
 SELECT ok((SELECT array_agg(kind) FROM optischema.job_kinds)
           @> ARRAY['apply', 'rollback', 'verify', 'snapshot', 'recommend', 'purge', 'llm_analysis'],
@@ -16,6 +16,56 @@ SELECT throws_ok($$SELECT optischema.enqueue('noop', '[1]')$$, '22023', 'job pay
 SELECT throws_ok($$SELECT optischema.enqueue('noop', NULL)$$, '22023', 'job payload must be a JSON object, got NULL', 'a NULL payload is a clear error');
 SELECT is((SELECT count(*)::int FROM optischema.jobs), 2, 'failed enqueues inserted nothing');
 DELETE FROM optischema.jobs;
+
+-- A payload the sidecar could never use is refused (an apply of a missing change was retried forever).
+INSERT INTO optischema._recommendations (key, kind, source, title) VALUES ('tap:jobs', 'create_index', 'advisor', 'Index t(a)');
+INSERT INTO optischema._changes (recommendation_id, action, via, ddl, index_schema, index_name, prior_status, requested_by, status)
+SELECT r.id, x.action, x.via, 'CREATE INDEX CONCURRENTLY t_a_idx ON public.t (a)', 'public', 't_a_idx', 'open', 'tap', x.status
+FROM optischema._recommendations r,
+     (VALUES (1, 'apply', 'sidecar', 'pending'), (2, 'apply', 'psql', 'pending'), (3, 'apply', 'sidecar', 'succeeded')) x (n, action, via, status)
+WHERE r.key = 'tap:jobs' ORDER BY x.n;
+SELECT min(id) AS ch_sidecar, min(id) + 1 AS ch_psql, min(id) + 2 AS ch_done FROM optischema._changes \gset
+SELECT throws_ok($$SELECT optischema.enqueue('apply', '{}')$$, '22023',
+    'apply job payload needs "change_id": the id of a change, got {}', 'an apply job needs a change_id');
+SELECT throws_ok($$SELECT optischema.enqueue('rollback', '{"change_id": "12"}')$$, '22023',
+    'rollback job payload needs "change_id": the id of a change, got {"change_id": "12"}', 'a number');
+SELECT throws_ok($$SELECT optischema.enqueue('verify', '{"change_id": 1.5}')$$, '22023', NULL, 'an integer');
+SELECT throws_ok($$SELECT optischema.enqueue('apply', '{"change_id": 999999}')$$, '22023', 'change 999999 does not exist',
+    'of a change that exists');
+SELECT throws_ok(format('SELECT optischema.enqueue(%L, %L)', 'rollback', jsonb_build_object('change_id', :ch_sidecar)), '22023',
+    format('change %s is apply via sidecar: rollback jobs run only rollback changes requested with via => ''sidecar''', :ch_sidecar),
+    'an apply change is no rollback job');
+SELECT throws_ok(format('SELECT optischema.enqueue(%L, %L)', 'apply', jsonb_build_object('change_id', :ch_psql)), '22023', NULL,
+    'a change requested via psql is run from psql, not by a sidecar');
+SELECT throws_ok(format('SELECT optischema.enqueue(%L, %L)', 'verify', jsonb_build_object('change_id', :ch_sidecar)), '22023',
+    format('change %s is pending apply: the plan check is for a succeeded apply', :ch_sidecar), 'the plan check needs a built index');
+SELECT throws_ok($$SELECT optischema.enqueue('llm_analysis', '{"scope": "table"}')$$, '22023',
+    'llm_analysis job payload "scope" must be "query" or "workload", got "table"', 'an analysis has a known scope');
+SELECT throws_ok($$SELECT optischema.enqueue('llm_analysis', '{"queryid": "x1"}')$$, '22023', NULL, 'a query analysis needs a queryid');
+SELECT throws_ok($$SELECT optischema.enqueue('llm_analysis', '{"scope": "query", "queryid": 4242}')$$, '22023',
+    'queryid 4242 was never captured', 'of a captured statement');
+INSERT INTO optischema.queries (queryid, query, own, first_seen) VALUES
+    (4243, 'CREATE ROLE r PASSWORD ''<redacted>''', false, 1), (4244, 'SELECT optischema.snapshot()', true, 1),
+    (4245, 'SELECT a FROM t WHERE b = $1', false, 1);
+SELECT throws_ok($$SELECT optischema.enqueue('llm_analysis', '{"queryid": 4243}')$$, '22023',
+    'queryid 4243 is a utility statement: it is never sent to a model', 'that is no utility statement');
+SELECT throws_ok($$SELECT optischema.enqueue('llm_analysis', '{"queryid": "4244"}')$$, '22023',
+    'queryid 4244 is one of OptiSchema''s own statements: it is never sent to a model', 'nor one of OptiSchema''s own');
+SELECT throws_ok($$SELECT optischema.enqueue('noop', '{"sleep": "soon"}')$$, '22023',
+    'noop job payload "sleep" must be 0 to 3600 seconds, got "soon"', 'noop sleeps a number of seconds');
+SELECT throws_ok($$SELECT optischema.enqueue('noop', '{"sleep": 3601}')$$, '22023', NULL, 'up to an hour');
+SELECT is((SELECT count(*)::int FROM optischema.jobs), 0, 'refused payloads queued nothing');
+SELECT lives_ok(format('SELECT optischema.enqueue(%L, %L)', 'apply', jsonb_build_object('change_id', :ch_sidecar)),
+    'an apply job of a change requested via the sidecar is queued');
+SELECT lives_ok(format('SELECT optischema.enqueue(%L, %L)', 'verify', jsonb_build_object('change_id', :ch_done)),
+    'the plan check of a succeeded apply is queued');
+SELECT lives_ok($$SELECT optischema.enqueue('llm_analysis', '{"scope": "query", "queryid": "4245"}')$$,
+    'an analysis of a captured statement is queued');
+SELECT lives_ok($$SELECT optischema.enqueue('llm_analysis', '{"scope": "workload"}') + optischema.enqueue('noop', '{"sleep": 0.5, "n": 1}')$$,
+    'so are a workload analysis and a noop');
+DELETE FROM optischema.jobs;
+DELETE FROM optischema._changes;
+DELETE FROM optischema.queries;
 
 -- claim, complete: only sidecars that announced a version this schema serves get work
 SELECT throws_ok($$SELECT optischema._claim_job('w1', NULL, '1 minute')$$, '55000',

@@ -1,18 +1,22 @@
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(55);
+SELECT plan(58);
 
 CREATE TABLE public.t (a int, b int);
-INSERT INTO optischema._recommendations (key, kind, source, title, ddl, rollback_ddl, table_name, index_name, queryids) VALUES
-('tap:a', 'create_index', 'advisor', 'Index t(a)', 'CREATE INDEX CONCURRENTLY t_a_idx ON public.t USING btree (a)',
- 'DROP INDEX CONCURRENTLY IF EXISTS public.t_a_idx', 'public.t', 't_a_idx', '{42}'),
-('tap:rw', 'rewrite', 'llm', 'Rewrite q', 'SELECT 1', NULL, NULL, NULL, '{}'),
-('tap:evil', 'create_index', 'advisor', 'Evil', 'CREATE INDEX CONCURRENTLY x ON public.t (a); DROP TABLE public.t',
- 'DROP INDEX CONCURRENTLY IF EXISTS public.x', 'public.t', 'x', '{}'),
-('tap:noidx', 'create_index', 'advisor', 'No index name', 'CREATE INDEX CONCURRENTLY y ON public.gone (a)',
- 'DROP INDEX CONCURRENTLY IF EXISTS public.y', 'public.gone', NULL, '{}'),
-('tap:b', 'create_index', 'advisor', 'Index t(b)', 'CREATE INDEX CONCURRENTLY t_b_idx ON public.t USING btree (b)',
- 'DROP INDEX CONCURRENTLY IF EXISTS public.t_b_idx', 'public.t', 't_b_idx', '{}');
+-- A recommendation's description, as the advisor makes it (sql/09_index_ddl.sql).
+CREATE FUNCTION pg_temp.spec(p_table regclass, p_name text, p_key jsonb) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_build_object('table', p_table::oid::bigint, 'name', p_name, 'method', 'btree', 'keys', jsonb_build_array(p_key))
+$$;
+INSERT INTO optischema._recommendations (key, kind, source, title, table_name, index_name, queryids, index_spec) VALUES
+('tap:a', 'create_index', 'advisor', 'Index t(a)', 'public.t', 't_a_idx', '{42}', pg_temp.spec('public.t', 't_a_idx', '{"column": "a"}')),
+('tap:rw', 'rewrite', 'llm', 'Rewrite q', NULL, NULL, '{}', NULL),
+-- an expression calling a function that is not IMMUTABLE: it would run as the table's owner
+('tap:evil', 'create_index', 'advisor', 'Evil', 'public.t', 'x', '{}',
+ pg_temp.spec('public.t', 'x', jsonb_build_object('expr', jsonb_build_object('func', 'pg_catalog.timeofday()'::regprocedure::oid::bigint, 'args', '[]'::jsonb)))),
+('tap:noidx', 'create_index', 'advisor', 'No table', 'public.gone', 'y', '{}', pg_temp.spec(0::oid::regclass, 'y', '{"column": "a"}')),
+('tap:old', 'create_index', 'advisor', 'Made by 0.1.0', 'public.t', 't_a_idx', '{}', NULL),
+('tap:b', 'create_index', 'advisor', 'Index t(b)', 'public.t', 't_b_idx', '{}', pg_temp.spec('public.t', 't_b_idx', '{"column": "b"}'));
+UPDATE optischema._recommendations r SET (ddl, rollback_ddl) = (SELECT t.ddl, t.rollback_ddl FROM optischema._index_texts(r.kind, r.index_spec) t);
 SELECT id AS ra FROM optischema._recommendations WHERE key = 'tap:a' \gset
 SELECT id AS rw FROM optischema._recommendations WHERE key = 'tap:rw' \gset
 SELECT id AS evil FROM optischema._recommendations WHERE key = 'tap:evil' \gset
@@ -24,9 +28,14 @@ SELECT throws_ok($$SELECT optischema.apply(-1)$$, 'P0002', 'recommendation -1 do
 SELECT throws_ok(format('SELECT optischema.apply(%s)', :rw), '0A000',
     format('recommendation %s is a rewrite recommendation: OptiSchema only applies index changes', :rw), 'a rewrite is not applied');
 SELECT throws_ok(format('SELECT optischema.apply(%s, via => %L)', :ra, 'ssh'), '22023', NULL, 'unknown via');
-SELECT throws_ok(format('SELECT optischema.apply(%s)', :evil), '22000', NULL, 'DDL that is not one CREATE INDEX CONCURRENTLY is refused');
+SELECT throws_ok(format('SELECT optischema.apply(%s)', :evil), '42501',
+    'refusing to build the index: function timeofday() is not IMMUTABLE', 'an index calling a function that is not IMMUTABLE is refused');
 SELECT throws_ok(format('SELECT optischema.apply(%s)', (SELECT id FROM optischema._recommendations WHERE key = 'tap:noidx')),
-    '42P01', NULL, 'a recommendation whose index or table cannot be resolved is refused');
+    '42P01', 'refusing to build the index: table 0 does not exist (any more)', 'a recommendation whose table cannot be resolved is refused');
+SELECT throws_ok(format('SELECT optischema.apply(%s)', (SELECT id FROM optischema._recommendations WHERE key = 'tap:old')),
+    '55000', format('recommendation %s has no index description OptiSchema can build from', (SELECT id FROM optischema._recommendations WHERE key = 'tap:old')),
+    'one made before 0.2.0 (no description) is refused, not run from its stored text');
+SELECT is((SELECT ddl FROM optischema.recommendations WHERE id = :evil), NULL, 'and shows no ddl');
 SELECT is((SELECT count(*)::int FROM optischema._changes), 0, 'no change recorded by failed calls');
 SELECT is((SELECT count(*)::int FROM optischema.jobs), 0, 'no job queued by failed calls');
 SELECT is((SELECT status FROM optischema._recommendations WHERE id = :evil), 'open', 'the refused recommendation stays open');
@@ -88,7 +97,7 @@ SELECT throws_ok($$SELECT optischema.applied(-1)$$, 'P0002', 'change -1 does not
 
 -- cancelling the job of a queued change restores the recommendation
 UPDATE optischema._recommendations SET status = 'open' WHERE id = :evil;
-UPDATE optischema._recommendations SET ddl = 'CREATE INDEX CONCURRENTLY x ON public.t (a)' WHERE id = :evil;
+UPDATE optischema._recommendations SET index_spec = pg_temp.spec('public.t', 'x', '{"column": "a"}') WHERE id = :evil;
 SELECT optischema.apply(:evil) AS c6 \gset
 SELECT lives_ok(format('SELECT optischema.cancel_job(%s)', (SELECT job_id FROM optischema._changes WHERE id = :c6)), 'cancel the apply job');
 SELECT is((SELECT outcome FROM optischema.changes WHERE id = :c6), 'cancelled', 'the change is cancelled');
@@ -108,8 +117,10 @@ SELECT is((SELECT status FROM optischema._recommendations WHERE id = :evil), 'fa
 SELECT throws_ok(format('SELECT optischema.dismiss(%s, NULL)', :evil), '22004', NULL, 'a NULL reason');
 SELECT throws_ok(format('SELECT optischema.dismiss(%s, %L)', :evil, '  '), '22004', NULL, 'an empty reason');
 SELECT throws_ok($$SELECT optischema.dismiss(-1, 'x')$$, 'P0002', NULL, 'an unknown id');
+SELECT throws_ok(format('SELECT optischema.dismiss(%s, %L)', :evil, repeat('x', 1001)), '22001',
+    'a dismissal reason is at most 1,000 characters, this one has 1001', 'a reason longer than 1,000 characters');
 SELECT is((SELECT status FROM optischema._recommendations WHERE id = :evil), 'failed', 'bad dismissals changed nothing');
-SELECT lives_ok(format('SELECT optischema.dismiss(%s, %L)', :evil, 'writes matter more'), 'dismiss with a reason');
+SELECT lives_ok(format('SELECT optischema.dismiss(%s, %L)', :evil, ' writes matter more ' || repeat(' ', 2000)), 'dismiss with a reason');
 SELECT results_eq(format('SELECT status, dismissed_reason FROM optischema.recommendations WHERE id = %s', :evil),
     $$VALUES ('dismissed', 'writes matter more')$$, 'dismissed, reason kept');
 SELECT throws_ok(format('SELECT optischema.dismiss(%s, %L)', :evil, 'again'), '55000', NULL, 'dismissing twice is an error');

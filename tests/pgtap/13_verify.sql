@@ -3,9 +3,9 @@ SET client_min_messages = error;
 SELECT plan(15);
 
 CREATE TABLE public.t (a int);
-INSERT INTO optischema._recommendations (key, kind, source, title, ddl, rollback_ddl, table_name, index_name, queryids) VALUES
-('tap:v', 'create_index', 'advisor', 'Index t(a)', 'CREATE INDEX CONCURRENTLY t_a_idx ON public.t USING btree (a)',
- 'DROP INDEX CONCURRENTLY IF EXISTS public.t_a_idx', 'public.t', 't_a_idx', '{42, 43}');
+INSERT INTO optischema._recommendations (key, kind, source, title, table_name, index_name, queryids, index_spec) VALUES
+('tap:v', 'create_index', 'advisor', 'Index t(a)', 'public.t', 't_a_idx', '{42, 43}',
+ jsonb_build_object('table', 'public.t'::regclass::oid::bigint, 'name', 't_a_idx', 'keys', '[{"column": "a"}]'::jsonb));
 SELECT id AS r FROM optischema._recommendations WHERE key = 'tap:v' \gset
 
 SELECT throws_ok($$SELECT * FROM optischema.verify(NULL)$$, '22004', NULL, 'verify(NULL)');

@@ -1,6 +1,6 @@
 -- optischema.context(): what may be sent to a model about one statement.
 BEGIN;
-SELECT plan(28);
+SELECT plan(29);
 
 CREATE TABLE llm_t (id int PRIMARY KEY, a int NOT NULL, b text);
 INSERT INTO llm_t SELECT g, g % 10, 'b' || g FROM generate_series(1, 2000) g;
@@ -11,7 +11,11 @@ INSERT INTO optischema.queries (queryid, query, own, first_seen) VALUES
  (9002, 'CREATE ROLE llm_r PASSWORD ''hunter2''', false, 0),
  (9003, 'SELECT * FROM llm_missing WHERE x = $1', false, 0),
  (9004, 'SELECT optischema.snapshot()', true, 0),
- (9005, 'SELECT b FROM llm_t WHERE b LIKE $1 ORDER BY b', false, 0);
+ (9005, 'SELECT b FROM llm_t WHERE b LIKE $1 ORDER BY b', false, 0),
+ (9006, 'SELECT * FROM llm_t WHERE b = $1', false, 0);
+-- Who sent them (9006: unknown): the plan is made as that role.
+INSERT INTO optischema.query_roles (queryid, userid, first_seen, last_seen)
+SELECT q, current_user::regrole, 0, 0 FROM unnest(ARRAY[9001, 9003, 9005]) q;
 
 SELECT is(optischema.context(9001) ->> 'query', 'SELECT * FROM llm_t WHERE a = $1', 'comments are stripped from the query text');
 SELECT ok(position('IGNORE' IN optischema.context(9001)::text) = 0 AND position('root' IN optischema.context(9001)::text) = 0,
@@ -48,6 +52,9 @@ SELECT optischema.reset_setting('llm_share_values');
 SELECT ok(optischema.context(9003) -> 'plan' = 'null', 'a statement that no longer plans has a null plan');
 SELECT is(optischema.context(9003) ->> 'plan_unavailable_reason', 'relation "llm_missing" does not exist', 'with the reason');
 SELECT is(optischema.context(9005) -> 'tables' -> 0 ->> 'table', 'public.llm_t', 'tables of a sorted statement');
+SELECT is(optischema.context(9006) ->> 'plan_unavailable_reason',
+          'not planned: its sender is unknown (captured before OptiSchema recorded senders)',
+          'a statement is planned only as a role that sent it');
 
 SELECT throws_ok($$SELECT optischema.context(9002)$$, '42809',
     'queryid 9002 is a utility statement: it has no plan and its text is never shared',

@@ -1,6 +1,6 @@
 """The change loop end to end, with a real sidecar: apply -> plan check ->
 timing check -> rollback, the psql path without a sidecar, drops, and the
-executor's refusal of anything but one CREATE/DROP INDEX CONCURRENTLY."""
+executor running only what the recommendation's description builds."""
 from __future__ import annotations
 
 import subprocess
@@ -108,17 +108,25 @@ def test_an_existing_index_is_done_and_a_drop_rolls_back(db_dsn: str, start_side
     assert indexes(db_dsn) == [{"name": "t_a_idx", "valid": True}, {"name": "t_b_idx", "valid": True}]
 
 
-def test_the_executor_refuses_anything_but_one_index_statement(db_dsn: str, start_sidecar) -> None:
+def test_the_executor_runs_what_the_description_builds_never_stored_text(db_dsn: str, start_sidecar) -> None:
     create_table(db_dsn, n=10)
     rec = recommendation(db_dsn)
     change_id = one(db_dsn, "SELECT optischema.apply(%s)", (rec,))
-    # Tampered with after apply() checked it: the sidecar checks again.
+    # Stored text tampered with after apply(): it is only shown, never run.
     one(db_dsn, "UPDATE optischema._changes SET ddl = ddl || '; DROP TABLE public.t' WHERE id = %s RETURNING id", (change_id,))
+    forged = recommendation(db_dsn, key="k:b", column="b")
+    forged_change = one(db_dsn, "SELECT optischema.apply(%s)", (forged,))
+    # A description tampered with after apply(): checked again when it runs.
+    one(db_dsn, "UPDATE optischema._recommendations SET index_spec = jsonb_set(index_spec, '{keys,0,column}', '\"nosuch\"')"
+                " WHERE id = %s RETURNING id", (forged,))
     start_sidecar()
-    refused = wait_change(db_dsn, change_id)
-    assert refused["outcome"] == "failed" and "refusing to run" in refused["error"]
-    assert one(db_dsn, "SELECT to_regclass('public.t') IS NOT NULL"), "nothing ran"
-    assert indexes(db_dsn) == []
+    built = wait_change(db_dsn, change_id)
+    assert built["outcome"] == "succeeded", built
+    assert one(db_dsn, "SELECT to_regclass('public.t') IS NOT NULL"), "the stored text did not run"
+    refused = wait_change(db_dsn, forged_change)
+    assert refused["outcome"] == "failed" and "refusing to run" in refused["error"], refused
+    assert "column nosuch does not exist" in refused["error"]
+    assert indexes(db_dsn) == [{"name": "t_a_idx", "valid": True}]
     job = rows(db_dsn, "SELECT status, attempts FROM optischema.jobs WHERE id = %s", (refused["job_id"],))[0]
     assert job == {"status": "failed", "attempts": 1}
 
@@ -150,13 +158,18 @@ def test_plan_check_skips_text_it_cannot_replan(db_dsn: str) -> None:
 
     create_table(db_dsn, n=10)
     with psycopg.connect(db_dsn, autocommit=True) as conn:
-        plan, reason = explain_generic(conn, "SELECT * FROM t WHERE a = $1", "public")
+        # each text is planned as its sender: statements 1-5, sent by this test's role
+        conn.execute("INSERT INTO optischema.query_roles SELECT g, current_user::regrole, 1, 1"
+                     " FROM generate_series(1, 5) g")
+        plan, reason = explain_generic(conn, 1, "SELECT * FROM t WHERE a = $1")
         assert reason is None and plan["Node Type"]
-        for text in ("SELECT now() - interval $1", "SELECT 1; SELECT 2", "SELECT * FROM missing_table"):
-            plan, reason = explain_generic(conn, text, "public")
+        for n, text in enumerate(("SELECT now() - interval $1", "SELECT 1; SELECT 2", "SELECT * FROM missing_table"), 2):
+            plan, reason = explain_generic(conn, n, text)
             assert plan is None and reason, text
-        plan, reason = explain_generic(conn, "INSERT INTO t VALUES ($1, $2)", "public")
+        plan, reason = explain_generic(conn, 5, "INSERT INTO t VALUES ($1, $2)")
         assert reason is None, "EXPLAIN never runs the statement"
+        plan, reason = explain_generic(conn, 6, "SELECT * FROM t")
+        assert plan is None and reason == "not planned: its sender is unknown (captured before OptiSchema recorded senders)"
         assert one(db_dsn, "SELECT count(*) FROM public.t") == 10
         assert conn.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'optischema%'"
                             ).fetchone()[0] == 0, "nothing left prepared"

@@ -45,33 +45,45 @@ def test_engine_imports_without_psycopg():
     assert out.stdout.strip() == "ok", out.stderr
 
 
-class CostByArgsDb:
-    """Answers EXPLAIN with a cost that depends on the arguments: NULLs (the generic
-    plan) cost 10, anything else 99."""
+class CostByArgsPlanning:
+    """Runs a sender's statements without a database: EXPLAIN answers with a cost that
+    depends on the arguments (NULLs, the generic plan, cost 10; anything else 99)."""
 
     def __init__(self) -> None:
         self.explains = 0
+        self.calls = 0
 
-    def query(self, sql: str, params=()):
-        if sql.startswith("SELECT pg_catalog.current_setting"):
-            return [{"m": "auto"}]
-        if "pg_prepared_statements" in sql:
-            return [{"t": ["pg_catalog.int4"]}]
-        if sql.startswith("EXPLAIN"):
-            self.explains += 1
-            return [{"QUERY PLAN": [{"Plan": {"Node Type": "Result", "Total Cost": 10.0 if "(NULL)" in sql else 99.0}}]}]
-        return []
+    def run_groups(self, who, groups, deallocate=()):
+        self.calls += 1
+        out = []
+        for group in groups:
+            rows = []
+            for sql, _ in group:
+                if "pg_prepared_statements" in sql:
+                    rows.append([{"t": ["pg_catalog.int4"]}])
+                elif sql.startswith("EXPLAIN"):
+                    self.explains += 1
+                    cost = 10.0 if "(NULL)" in sql else 99.0
+                    rows.append([{"QUERY PLAN": [{"Plan": {"Node Type": "Result", "Total Cost": cost}}]}])
+                else:
+                    rows.append([])
+            out.append(rows)
+        return out
 
-    def subtransaction(self):
-        import contextlib
-        return contextlib.nullcontext()
 
-
-def test_whatif_costs_are_cached_per_parameter_set():
+def test_whatif_costs_are_cached_per_parameter_set_and_batched_per_sender():
+    from optischema_engine.senders import Sender
     from optischema_engine.whatif import WhatIf
-    db = CostByArgsDb()
-    wi = WhatIf(db)
-    name, types = wi.prepare("SELECT $1")
-    assert wi.cost(name, "SELECT $1", [], 1)[0] == 10.0
-    assert wi.cost(name, "SELECT $1", [["1"]], 1)[0] == 99.0, "custom-plan samples are not the generic plan"
-    assert wi.cost(name, "SELECT $1", [["1"]], 1)[0] == 99.0 and db.explains == 2, "and each is cached"
+    planning = CostByArgsPlanning()
+    wi = WhatIf(None, planning)
+    me = Sender(1, "app", "public, pg_temp")
+    name, types = wi.prepare("SELECT $1", me)
+    assert types == ["pg_catalog.int4"]
+    assert wi.cost(name, [])[0] == 10.0
+    assert wi.cost(name, [["1"]])[0] == 99.0, "custom-plan samples are not the generic plan"
+    assert wi.cost(name, [["1"]])[0] == 99.0 and planning.explains == 2, "and each is cached"
+    other, _ = wi.prepare("SELECT $1 + 1", me)
+    calls = planning.calls
+    costs = wi.costs([(name, [["2"]]), (other, [["3"], ["4"]])])
+    assert [c[0] for c in costs.values()] == [99.0, 99.0]
+    assert planning.calls == calls + 1, "one call for the statements of one sender"

@@ -13,7 +13,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from optischema_engine.db import PsycopgDatabase
+from optischema_engine.indexspec import existing
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 ROOT = Path(__file__).resolve().parents[2]
 SIDECAR = ROOT / ".venv" / "bin" / "optischema-sidecar"
@@ -112,15 +115,28 @@ def create_table(dsn: str, name: str = "t", n: int = 100_000) -> None:
 
 
 def recommendation(dsn: str, key: str = "test:t_a", table: str = "t", column: str = "a",
-                   queryids: list[int] | None = None, kind: str = "create_index") -> int:
-    """A recommendation as the advisor writes it: DDL from resolved identifiers."""
+                   queryids: list[int] | None = None, kind: str = "create_index", schema: str = "public") -> int:
+    """A recommendation as the advisor writes it: a description of the index, resolved in
+    the catalog (optischema_engine.indexspec), and the ddl shown built from it. A
+    drop_index recommendation describes the existing index {table}_{column}_idx."""
     index = f"{table}_{column}_idx"
-    create = f"CREATE INDEX CONCURRENTLY {index} ON public.{table} USING btree ({column})"
-    drop = f"DROP INDEX CONCURRENTLY IF EXISTS public.{index}"
-    ddl, rollback_ddl = (create, drop) if kind == "create_index" else (drop, create)
-    return one(dsn, "INSERT INTO optischema._recommendations (key, kind, source, title, ddl, rollback_ddl,"
-                    " table_name, index_name, queryids) VALUES (%s, %s, 'advisor', %s, %s, %s, %s, %s, %s) RETURNING id",
-               (key, kind, f"Index {table}({column})", ddl, rollback_ddl, f"public.{table}", index, queryids or []))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if kind == "drop_index":
+            oid = conn.execute("SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))::oid", (schema, index)).fetchone()[0]
+            spec = existing(PsycopgDatabase(conn), oid)
+        else:
+            table_oid, attnum = conn.execute(
+                "SELECT a.attrelid::bigint, a.attnum::int FROM pg_attribute a"
+                " WHERE a.attrelid = to_regclass(format('%%I.%%I', %s::text, %s::text)) AND a.attname = %s",
+                (schema, table, column)).fetchone()
+            spec = {"table": table_oid, "name": index, "method": "btree",
+                    "keys": [{"column": column, "attnum": attnum}]}
+        return conn.execute(
+            "INSERT INTO optischema._recommendations (key, kind, source, title, ddl, rollback_ddl, table_name,"
+            " index_name, queryids, index_spec) SELECT %s, %s, 'advisor', %s, t.ddl, t.rollback_ddl, %s, %s, %s, %s"
+            " FROM optischema._index_texts(%s, %s) t RETURNING id",
+            (key, kind, f"Index {table}({column})", f"{schema}.{table}", index, queryids or [], Jsonb(spec),
+             kind, Jsonb(spec))).fetchone()[0]
 
 
 def indexes(dsn: str, table: str = "t") -> list[dict[str, Any]]:

@@ -147,7 +147,9 @@ def test_upgrade_from_0_1_0_equals_a_fresh_install_and_keeps_the_data(
     with psycopg.connect(old_dsn, autocommit=True) as up, psycopg.connect(db_dsn, autocommit=True) as fresh:
         # (a) the catalog of a fresh install
         assert difference(catalog(up), catalog(fresh)) == []
-        # (b) every row of 0.1.0 is still there, as it was
+        # (b) every row of 0.1.0 is still there, as it was (texts redacted: test_capture_privacy)
+        for q in before["queries"]:
+            q["query"] = up.execute("SELECT optischema._redact(%s)", (q["query"],)).fetchone()[0]
         assert _kept(before, _user_data(up)) == []
 
         # The public functions work on it: a window across the upgrade sees both sides.
