@@ -1,5 +1,8 @@
-"""Runs a change's CREATE/DROP INDEX CONCURRENTLY at top level and records
-the outcome in the change log (sql/11_changes.sql).
+"""Runs a change's statement at top level and records the outcome in the
+change log (sql/11_changes.sql): CREATE/DROP INDEX CONCURRENTLY, and for
+maintenance and settings VACUUM, ANALYZE, REINDEX INDEX CONCURRENTLY,
+ALTER TABLE ... SET/RESET (...), ALTER ROLE/DATABASE ... SET, and ALTER
+SYSTEM followed by pg_reload_conf().
 
 The statement is built by the database when it is about to run
 (optischema._change_ddl(): from the recommendation's structured description,
@@ -7,7 +10,9 @@ checked in the catalog), never taken from stored text. Every step is
 idempotent, because a job may run again after its sidecar died at any point:
 an index that already exists (valid) is done, an INVALID one left by a failed
 or interrupted build is dropped before building again and after a failure,
-and a backend orphaned by a killed sidecar is terminated."""
+and a backend orphaned by a killed sidecar is terminated. A job cancelled
+while it runs (optischema.cancel_job()) has its statement cancelled: the
+change ends 'cancelled', not 'failed'."""
 from __future__ import annotations
 
 import logging
@@ -19,7 +24,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from optischema_sidecar.queue import Job, JobError
+from optischema_sidecar.queue import Job, JobCancelled, JobError
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +108,8 @@ def run_change(conn: psycopg.Connection, job: Job) -> dict[str, Any]:
         raise JobError(error, retry=False) from e
     if job["attempts"] > 1 and (n := _terminate_orphans(conn, ddl)):
         log.warning("terminated backends of an earlier attempt", extra={"change_id": change_id, "backends": n})
+    if op in ("run", "reload"):
+        return _run_statement(conn, job, change_id, op, ddl, schema, name)
     _set_timeouts(conn)
     try:
         state = _index_valid(conn, schema, name)
@@ -118,11 +125,14 @@ def run_change(conn: psycopg.Connection, job: Job) -> dict[str, Any]:
         try:
             conn.execute(ddl)
         except psycopg.Error as e:
-            if conn.broken or job["release_requested"].is_set():
+            if conn.broken or job["release_requested"].is_set() or job["cancel_requested"].is_set():
                 # The connection is gone, or the sidecar is stopping: the
                 # change stays running and the job's next attempt resumes it.
+                # Or the job was cancelled: the change ends with it.
                 if not conn.broken:
                     _drop_invalid(conn, schema, name)
+                if job["cancel_requested"].is_set() and not conn.broken:
+                    raise JobCancelled(_describe(e)) from e
                 raise
             ms = (time.monotonic() - t0) * 1000
             error = _describe(e)
@@ -142,6 +152,52 @@ def run_change(conn: psycopg.Connection, job: Job) -> dict[str, Any]:
     finally:
         if not conn.closed:
             _reset_timeouts(conn)
+
+
+def _run_statement(conn: psycopg.Connection, job: Job, change_id: int, op: str, ddl: str,
+                   schema: str | None, name: str | None) -> dict[str, Any]:
+    """Maintenance and settings. Running one again after an interrupted attempt
+    is harmless (a VACUUM vacuums again, a setting is set to the same value);
+    an ALTER SYSTEM takes effect with pg_reload_conf() (op 'reload')."""
+    _set_timeouts(conn)
+    t0 = time.monotonic()
+    try:
+        conn.execute(ddl)
+        if op == "reload":
+            conn.execute("SELECT pg_catalog.pg_reload_conf()")
+    except psycopg.Error as e:
+        if conn.broken or job["release_requested"].is_set():
+            raise
+        if ddl.startswith("REINDEX"):
+            _drop_reindex_leftovers(conn, schema, name)
+        if job["cancel_requested"].is_set():
+            raise JobCancelled(_describe(e)) from e
+        ms = (time.monotonic() - t0) * 1000
+        error = _describe(e)
+        _finish(conn, change_id, "failed", error, {"sqlstate": e.sqlstate}, ms)
+        log.warning("change failed", extra={"change_id": change_id, "error": error})
+        raise JobError(error, retry=False) from e
+    finally:
+        if not conn.closed:
+            _reset_timeouts(conn)
+    ms = (time.monotonic() - t0) * 1000
+    _finish(conn, change_id, "succeeded", None, {}, ms)
+    log.info("change succeeded", extra={"change_id": change_id, "duration_ms": round(ms, 1)})
+    return {"change_id": change_id, "outcome": "succeeded", "duration_ms": ms}
+
+
+def _drop_reindex_leftovers(conn: psycopg.Connection, schema: str | None, name: str | None) -> None:
+    """A failed or cancelled REINDEX CONCURRENTLY leaves its new copy behind,
+    INVALID, as <index>_ccnew (or _ccnew1, ...): dropped, like a failed build's."""
+    leftovers = conn.execute(
+        "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid"
+        " WHERE n.nspname = %s::text AND NOT i.indisvalid"
+        " AND pg_catalog.left(c.relname, pg_catalog.length(%s::text) + 6) = %s::text || '_ccnew'"
+        " AND pg_catalog.substr(c.relname, pg_catalog.length(%s::text) + 7) ~ '^[0-9]*$'",
+        (schema, name, name, name)).fetchall()
+    for (leftover,) in leftovers:
+        _drop_invalid(conn, schema, leftover)
 
 
 def _cleanup_or_retry(conn: psycopg.Connection, schema: str, name: str, error: str | None) -> None:

@@ -55,11 +55,12 @@ def _change_id(job: Job) -> int:
 
 
 def apply(conn: psycopg.Connection, job: Job, settings: Settings) -> dict[str, Any]:
-    """Runs the change; a new index is then checked against the plans of its queries."""
+    """Runs the change; a new index is then checked against the plans of its queries,
+    maintenance or a setting against its evidence."""
     result = executor.run_change(conn, job)
     change_id = _change_id(job)
     if _scalar(conn, "SELECT plan_check = 'pending' FROM optischema._changes WHERE id = %s", (change_id,)):
-        result.update(verify.plan_check(conn, change_id))
+        result.update(verify.check(conn, change_id))
     return result
 
 
@@ -68,8 +69,8 @@ def rollback(conn: psycopg.Connection, job: Job, settings: Settings) -> dict[str
 
 
 def check_plans(conn: psycopg.Connection, job: Job, settings: Settings) -> dict[str, Any]:
-    """The 'verify' job: the plan check of a change applied from psql (optischema.applied())."""
-    return verify.plan_check(conn, _change_id(job))
+    """The 'verify' job: the check of a change applied from psql (optischema.applied())."""
+    return verify.check(conn, _change_id(job))
 
 
 def llm_analysis(conn: psycopg.Connection, job: Job, settings: Settings) -> dict[str, Any]:

@@ -15,6 +15,10 @@ from optischema_sidecar import __version__
 Job = dict[str, Any]
 
 
+class JobCancelled(Exception):
+    """The job was cancelled while it ran (optischema.cancel_job()) and its statement was stopped."""
+
+
 class JobError(Exception):
     """A failure the handler understood. retry=False fails the job at once
     (bad payload, missing module); otherwise it is retried with backoff."""
@@ -44,6 +48,17 @@ def fail(conn: psycopg.Connection, job_id: int, worker: str, error: str, retry: 
 
 def release(conn: psycopg.Connection, job_id: int, worker: str) -> bool:
     row = conn.execute("SELECT optischema._release_job(%s, %s)", (job_id, worker)).fetchone()
+    return bool(row and row[0])
+
+
+def cancel_requests(conn: psycopg.Connection, worker: str) -> list[int]:
+    """This worker's running jobs that optischema.cancel_job() asked to stop."""
+    return [r[0] for r in conn.execute("SELECT optischema._cancel_requests(%s)", (worker,)).fetchall()]
+
+
+def cancelled(conn: psycopg.Connection, job_id: int, worker: str) -> bool:
+    """Records that a running job was stopped as asked (its change ends 'cancelled')."""
+    row = conn.execute("SELECT optischema._job_cancelled(%s, %s)", (job_id, worker)).fetchone()
     return bool(row and row[0])
 
 

@@ -1,5 +1,8 @@
-"""The plan check right after a change: do the queries the index was made
-for now plan with it? Each query's normalized text is re-planned as a generic
+"""The check right after a change. An index: do the queries it was made for
+now plan with it? Maintenance and settings: did the evidence move (dead rows
+gone, age down, setting in place; after an ANALYZE, do the statements that
+misestimated now estimate their rows)? optischema._record_effect() measures
+the catalog; the statements are re-planned here, as their senders. Each query's normalized text is re-planned as a generic
 plan (PREPARE + plan_cache_mode = force_generic_plan + EXPLAIN EXECUTE with
 NULL parameters), never executed, as a role that sent it (never as the sidecar's
 role: planning runs code of the sender's choosing). The timing check (before/after means from
@@ -11,6 +14,7 @@ from typing import Any
 
 import psycopg
 from optischema_engine.db import PsycopgDatabase
+from optischema_engine.maintenance import estimated_rows
 from optischema_engine.plans import index_names
 from optischema_engine.whatif import generic_plan
 from psycopg.rows import dict_row
@@ -35,6 +39,41 @@ def explain_generic(conn: psycopg.Connection, queryid: int, query: str) -> tuple
         if conn.broken:
             raise
         return None, (e.diag.message_primary or str(e))
+
+
+def check(conn: psycopg.Connection, change_id: int) -> dict[str, Any]:
+    """The check of a succeeded apply, by the kind of its recommendation."""
+    row = conn.execute("SELECT r.kind FROM optischema._changes c JOIN optischema._recommendations r"
+                       " ON r.id = c.recommendation_id WHERE c.id = %s", (change_id,)).fetchone()
+    if row is not None and row[0] in ("maintenance", "config"):
+        return effect_check(conn, change_id)
+    return plan_check(conn, change_id)
+
+
+def effect_check(conn: psycopg.Connection, change_id: int) -> dict[str, Any]:
+    """Maintenance or a setting: the evidence measured again (optischema._record_effect()),
+    with the estimates of the statements an ANALYZE was for, planned as their senders."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("SELECT r.action_spec, r.evidence FROM optischema._changes c"
+                    " JOIN optischema._recommendations r ON r.id = c.recommendation_id WHERE c.id = %s", (change_id,))
+        rec = cur.fetchone()
+    plans = None
+    if rec and (rec["action_spec"] or {}).get("action") == "analyze":
+        statements = (rec["evidence"] or {}).get("statements") or []
+        ids = [int(s["queryid"]) for s in statements]
+        with conn.cursor(row_factory=dict_row) as cur:
+            cur.execute("SELECT queryid, query FROM optischema.queries WHERE queryid = ANY (%s)", (ids,))
+            texts = {r["queryid"]: r["query"] for r in cur.fetchall()}
+        plans = []
+        for queryid in ids:
+            plan, reason = (explain_generic(conn, queryid, texts[queryid]) if queryid in texts
+                            else (None, "query text not captured"))
+            plans.append({"queryid": str(queryid), "plan_rows": estimated_rows(plan)} if plan is not None
+                         else {"queryid": str(queryid), "skipped": reason})
+    verdict = conn.execute("SELECT optischema._record_effect(%s, %s)",
+                           (change_id, None if plans is None else Jsonb(plans))).fetchone()[0]
+    log.info("effect check", extra={"change_id": change_id, "plan_check": verdict})
+    return {"plan_check": verdict, **({"replanned": len(plans)} if plans is not None else {})}
 
 
 def plan_check(conn: psycopg.Connection, change_id: int) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The job loop of one database: a LISTEN thread that wakes the workers, a
-heartbeat thread (announces the sidecar, renews the leases of its jobs) and
+heartbeat thread (announces the sidecar, renews the leases of its jobs,
+stops those optischema.cancel_job() cancelled while they run) and
 `concurrency` worker threads, each with its own connection, that claim and
 run jobs. Every thread reconnects on its own after a connection loss."""
 from __future__ import annotations
@@ -16,7 +17,7 @@ import psycopg
 from optischema_sidecar import compat, db, metrics, queue
 from optischema_sidecar.config import Settings
 from optischema_sidecar.handlers import HANDLERS, Handler
-from optischema_sidecar.queue import Job, JobError
+from optischema_sidecar.queue import Job, JobCancelled, JobError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -150,6 +151,10 @@ class DatabaseRunner:
             try:
                 self._check_schema(c)
                 self.health.beat(self.database, self.serving.is_set())
+                if self.serving.is_set():
+                    for job_id in queue.cancel_requests(c, self.settings.worker_id):
+                        for worker in self._workers:
+                            worker.cancel_job(job_id)
             except psycopg.Error as e:
                 self.health.beat(self.database, False)
                 log.warning("heartbeat failed", extra={"database": self.database, "error": db.error_text(e)})
@@ -201,6 +206,16 @@ class _Worker:
             job["release_requested"].set()
         self.conn.cancel()
 
+    def cancel_job(self, job_id: int) -> None:
+        """optischema.cancel_job() asked to stop this job: cancel its statement; run() records it cancelled."""
+        with self._lock:
+            job = self._job
+            if job is None or job["id"] != job_id or job["cancel_requested"].is_set():
+                return
+            job["cancel_requested"].set()
+        log.info("cancelling job", extra={"database": self.runner.database, "job_id": job_id})
+        self.conn.cancel()
+
     def run(self) -> None:
         r = self.runner
         try:
@@ -232,6 +247,7 @@ class _Worker:
         metrics.JOBS_CLAIMED.labels(r.database, kind).inc()
         log.info("job claimed", extra=ctx)
         job["release_requested"] = threading.Event()
+        job["cancel_requested"] = threading.Event()
         with self._lock:
             self._job = job
         t0 = time.monotonic()
@@ -246,6 +262,8 @@ class _Worker:
         except Exception as e:  # noqa: BLE001 - every failure is recorded on the job
             if job["release_requested"].is_set():
                 outcome = "released" if self._record(lambda c: queue.release(c, job_id, r.settings.worker_id)) else "lost"
+            elif job["cancel_requested"].is_set() or isinstance(e, JobCancelled):
+                outcome = "cancelled" if self._record(lambda c: queue.cancelled(c, job_id, r.settings.worker_id)) else "lost"
             else:
                 retry = e.retry if isinstance(e, JobError) else True
                 error = db.error_text(e)

@@ -18,7 +18,11 @@ CREATE TABLE IF NOT EXISTS optischema.snapshots (
     pgss_reset      timestamptz,        -- pg_stat_statements_info.stats_reset
     pgss_dealloc    bigint,             -- pg_stat_statements_info.dealloc
     reset_detected  boolean NOT NULL DEFAULT false,
-    evicted         bigint NOT NULL DEFAULT 0   -- eviction rounds of pg_stat_statements since the previous snapshot
+    evicted         bigint NOT NULL DEFAULT 0,  -- eviction rounds of pg_stat_statements since the previous snapshot
+    -- the cluster's checkpoints (pg_stat_bgwriter) and WAL position: the checkpoint advice's evidence
+    checkpoints_timed bigint,
+    checkpoints_req   bigint,
+    wal_lsn           pg_lsn                -- NULL on a standby
 );
 CREATE INDEX IF NOT EXISTS snapshots_taken_at_idx ON optischema.snapshots (taken_at);
 
@@ -33,9 +37,12 @@ CREATE TABLE IF NOT EXISTS optischema.queries (
 -- The roles that sent each statement (pg_stat_statements keeps one entry per
 -- user): a statement is planned as, and its text shown only to, one of them
 -- (or a reader of all statistics). first_seen and last_seen are snapshot ids.
+-- A role counts only while its OID still has the name recorded: after a
+-- restore into another cluster, an OID may belong to an unrelated role.
 CREATE TABLE IF NOT EXISTS optischema.query_roles (
     queryid     bigint NOT NULL,
     userid      oid NOT NULL,
+    rolname     name NOT NULL,
     first_seen  bigint NOT NULL,
     last_seen   bigint NOT NULL,
     PRIMARY KEY (queryid, userid)
@@ -158,11 +165,14 @@ BEGIN
     SELECT * INTO prev FROM optischema.snapshots ORDER BY id DESC LIMIT 1;
     v_restart := prev.id IS NOT NULL AND prev.pgss_reset IS DISTINCT FROM v_reset;
 
-    INSERT INTO optischema.snapshots (pgss_reset, pgss_dealloc, reset_detected, evicted)
-    VALUES (v_reset, v_dealloc, v_restart,
-            CASE WHEN prev.id IS NULL THEN 0
-                 WHEN v_restart THEN v_dealloc
-                 ELSE greatest(v_dealloc - prev.pgss_dealloc, 0) END)
+    INSERT INTO optischema.snapshots (pgss_reset, pgss_dealloc, reset_detected, evicted, checkpoints_timed, checkpoints_req, wal_lsn)
+    SELECT v_reset, v_dealloc, v_restart,
+           CASE WHEN prev.id IS NULL THEN 0
+                WHEN v_restart THEN v_dealloc
+                ELSE greatest(v_dealloc - prev.pgss_dealloc, 0) END,
+           b.checkpoints_timed, b.checkpoints_req,
+           CASE WHEN NOT pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_current_wal_lsn() END
+    FROM pg_catalog.pg_stat_bgwriter b
     RETURNING id INTO v_id;
 
     -- One pass over pg_stat_statements: reading it is most of a snapshot's
@@ -250,11 +260,12 @@ BEGIN
         ), ins_roles AS (
             -- Only for a new sender, and hourly: a write per statement and
             -- snapshot would double the cost of a snapshot.
-            INSERT INTO optischema.query_roles AS r (queryid, userid, first_seen, last_seen)
-            SELECT n.queryid, u.userid, $3, $3
+            INSERT INTO optischema.query_roles AS r (queryid, userid, rolname, first_seen, last_seen)
+            SELECT n.queryid, u.userid, a.rolname, $3, $3
             FROM n CROSS JOIN LATERAL unnest(n.senders) u (userid)
+            JOIN pg_catalog.pg_roles a ON a.oid = u.userid
             WHERE n.w_roles
-            ON CONFLICT (queryid, userid) DO UPDATE SET last_seen = EXCLUDED.last_seen
+            ON CONFLICT (queryid, userid) DO UPDATE SET last_seen = EXCLUDED.last_seen, rolname = EXCLUDED.rolname
         ), ins AS (
             INSERT INTO optischema.query_stats
                 (queryid, calls, total_ms, rows, blks_hit, blks_read, temp_blks_written, snapshot_id)
@@ -330,7 +341,8 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT r.userid FROM optischema.query_roles r
-    WHERE r.queryid = p_queryid AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles a WHERE a.oid = r.userid)
+    WHERE r.queryid = p_queryid
+      AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles a WHERE a.oid = r.userid AND a.rolname = r.rolname)
     ORDER BY r.last_seen DESC, r.first_seen DESC, r.userid
 $$;
 

@@ -10,19 +10,38 @@ AS $$
     SELECT max(id) FROM optischema.snapshots WHERE taken_at <= p_since
 $$;
 
+-- Whether p_role may read the text of statement p_queryid, as
+-- pg_stat_statements decides for its own view: a member of pg_read_all_stats
+-- (or a superuser) reads every text, others only those of statements sent by
+-- a role they are a member of. The one rule behind query_texts and the row
+-- security of optischema.queries. Definer's rights, to read query_roles; it
+-- tells no more than pg_auth_members does.
+CREATE OR REPLACE FUNCTION optischema._text_visible(p_queryid bigint, p_role name) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.pg_has_role(p_role, 'pg_read_all_stats', 'MEMBER')
+           OR EXISTS (SELECT 1 FROM optischema.query_roles r JOIN pg_catalog.pg_roles a
+                             ON a.oid = r.userid AND a.rolname = r.rolname
+                      WHERE r.queryid = p_queryid AND pg_catalog.pg_has_role(p_role, r.userid, 'MEMBER'))
+$$;
+
 -- Captured statement texts as pg_stat_statements shows them to the current
--- user: every text to a member of pg_read_all_stats (or a superuser), and to
--- others only the texts of statements sent by a role they are a member of;
--- the rest read '<insufficient privilege>'. Readers are granted this view,
--- never the tables: a view reads them as its owner, while current_user in
+-- user; the others read '<insufficient privilege>'. Readers are granted this
+-- view, never the table: a view reads it as its owner, while current_user in
 -- it stays the reader.
 CREATE OR REPLACE VIEW optischema.query_texts WITH (security_barrier) AS
 SELECT q.queryid, CASE WHEN v.visible THEN q.query ELSE '<insufficient privilege>' END AS query, v.visible
 FROM optischema.queries q
-CROSS JOIN LATERAL (
-    SELECT pg_catalog.pg_has_role('pg_read_all_stats', 'MEMBER')
-           OR EXISTS (SELECT 1 FROM optischema.query_roles r
-                      WHERE r.queryid = q.queryid AND pg_catalog.pg_has_role(r.userid, 'MEMBER')) AS visible) v;
+CROSS JOIN LATERAL (SELECT optischema._text_visible(q.queryid, CURRENT_USER) AS visible) v;
+
+-- Roles that read optischema.queries itself (admins: recommend() and context()
+-- run with their rights) get only the rows whose text they may read; the
+-- owner's functions (snapshot()) see every row.
+ALTER TABLE optischema.queries ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS queries_visible ON optischema.queries;
+CREATE POLICY queries_visible ON optischema.queries FOR SELECT
+    USING (optischema._text_visible(queryid, CURRENT_USER));
 
 -- The figures of top_queries(), without texts: they are everyone's to see
 -- (pg_stat_statements shows them too). Definer's rights: it may take a

@@ -30,7 +30,10 @@ CREATE TABLE IF NOT EXISTS optischema._recommendations (
     status_changed_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
     -- create_index/drop_index: what to build or drop, as sql/09_index_ddl.sql
     -- describes it; the statement is built from it whenever one runs.
-    index_spec           jsonb
+    index_spec           jsonb,
+    -- maintenance/config: what to run or set, as sql/12_actions.sql describes it;
+    -- likewise built whenever one runs.
+    action_spec          jsonb
 );
 CREATE INDEX IF NOT EXISTS _recommendations_status_idx ON optischema._recommendations (status, score DESC);
 SELECT pg_catalog.pg_extension_config_dump('optischema._recommendations', '');
@@ -54,6 +57,6 @@ SELECT r.id, r.kind, r.source, r.status, r.title,
        CASE WHEN r.kind = 'rewrite' AND NOT v.visible THEN '"<insufficient privilege>"' ELSE r.evidence END AS evidence,
        r.estimated_size_bytes, r.write_overhead, r.score,
        CASE WHEN NOT v.visible AND r.explanation <> '' THEN '<insufficient privilege>' ELSE r.explanation END AS explanation,
-       r.dismissed_reason, r.created_at, r.updated_at, r.status_changed_at, r.index_spec
+       r.dismissed_reason, r.created_at, r.updated_at, r.status_changed_at, r.index_spec, r.action_spec
 FROM optischema._recommendations r
 JOIN optischema._recommendation_texts v ON v.id = r.id;

@@ -6,24 +6,22 @@
 -- The advisor's knobs; the engine's Settings dataclass has the same names and
 -- defaults (an interval key reaches it as <key>_s, in seconds).
 INSERT INTO optischema.setting_defs (key, type, default_value, min_value, max_value, allowed, description) VALUES
-('min_query_share', 'numeric', '0.001', 0, 1, NULL,
- 'Fraction of the window''s statement time a read query needs to be analysed.'),
-('min_calls', 'integer', '2', 1, 1000000000, NULL,
- 'Calls a statement needs in the window to be analysed (one-off reports are not a workload).'),
-('max_queries', 'integer', '50', 1, 10000, NULL,
- 'Analyse at most this many read queries, heaviest first (bounds the EXPLAIN calls).'),
+('statement_coverage', 'numeric', '0.95', 0, 1, NULL,
+ 'Read statements are analysed heaviest first until they cover this fraction of the window''s read statement time.'),
+('min_calls', 'integer', '1', 1, 1000000000, NULL,
+ 'Calls a statement needs in the window to be analysed. 1: a statement run once is part of the workload, weighed by its time like any other.'),
+('max_queries', 'integer', '2000', 1, 100000, NULL,
+ 'Analyse at most this many read statements, heaviest first (a ceiling on the work).'),
 ('min_cost_reduction', 'numeric', '0.1', 0, 1, NULL,
  'An index counts for a query only if the query''s estimated cost falls by this fraction.'),
-('min_workload_gain', 'numeric', '0.01', 0, 1, NULL,
- 'An index is proposed only if it lowers the workload''s estimated cost, write upkeep included, by this fraction.'),
+('min_index_gain', 'numeric', '0.05', 0, 1, NULL,
+ 'An index is proposed only if it saves the statements it serves more than its upkeep and size, and at least this fraction of their cost.'),
 ('write_cost_per_entry', 'numeric', '2.0', 0, 1000, NULL,
  'Planner cost units charged per index entry written by an INSERT or a non-HOT UPDATE.'),
 ('size_cost_per_mb', 'numeric', '0', 0, 1000000, NULL,
  'Cost units per workload round charged per MB of new index (0: size only breaks ties).'),
 ('max_indexes_per_table', 'integer', '6', 0, 100, NULL,
- 'New indexes proposed per table at most.'),
-('max_new_indexes', 'integer', '12', 0, 1000, NULL,
- 'New indexes proposed in one run at most.'),
+ 'New indexes proposed per table at most (a safety net: the total is not limited).'),
 ('max_key_columns', 'integer', '3', 1, 32, NULL,
  'Key columns of a proposed index at most (INCLUDE columns not counted).'),
 ('param_samples', 'integer', '3', 0, 20, NULL,
@@ -168,14 +166,22 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 import json
 plpy.execute("SELECT optischema._load_engine()")
-from optischema_engine import (Activity, IndexActivity, Settings, TableActivity, WorkloadQuery, advise)
+from optischema_engine import (Activity, IndexActivity, Settings, Skipped, TableActivity, WorkloadQuery, advise,
+                               senders)
 from optischema_engine.db import PlpyDatabase
 
+# The caller reads only the texts it may read in pg_stat_statements (row
+# security of optischema.queries); it could not plan the others as their
+# senders either: they are skipped, saying why.
 rows = plpy.execute(plpy.prepare(
     "SELECT w.queryid, q.query, w.calls, w.total_ms, w.rows"
-    " FROM optischema._query_window($1, $2) w JOIN optischema.queries q ON q.queryid = w.queryid",
+    " FROM optischema._query_window($1, $2) w LEFT JOIN optischema.queries q ON q.queryid = w.queryid",
     ["bigint", "bigint"]), [p_from, p_to])
-workload = [WorkloadQuery(r["queryid"], r["query"], r["calls"], r["total_ms"], r["rows"]) for r in rows]
+workload = [WorkloadQuery(r["queryid"], r["query"], r["calls"], r["total_ms"], r["rows"]) for r in rows
+            if r["query"] is not None]
+hidden = [Skipped(r["queryid"], "not planned: " + (senders.resolve_one(PlpyDatabase(plpy), [r["queryid"]]).reason
+                                                   or "its text is not readable by this role"))
+          for r in rows if r["query"] is None]
 act = json.loads(plpy.execute(plpy.prepare("SELECT optischema._activity($1, $2) AS a", ["bigint", "bigint"]),
                               [p_from, p_to])[0]["a"])
 activity = Activity(
@@ -184,7 +190,9 @@ activity = Activity(
     indexes={int(k): IndexActivity(**v) for k, v in act["indexes"].items()},
     first_snapshot_at=act["first_snapshot_at"])
 settings = Settings.from_dict(json.loads(plpy.execute("SELECT optischema._engine_settings() AS s")[0]["s"]))
-result = json.dumps(advise(PlpyDatabase(plpy), workload, activity, settings).to_dict())
+advice = advise(PlpyDatabase(plpy), workload, activity, settings)
+advice.skipped += hidden
+result = json.dumps(advice.to_dict())
 xid = plpy.execute("SELECT pg_catalog.pg_current_xact_id()::text AS x")[0]["x"]
 GD["optischema_advice"] = (xid, p_from, p_to, result)
 return result

@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS optischema.jobs (
     error            text,
     created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
     started_at       timestamptz,
-    finished_at      timestamptz
+    finished_at      timestamptz,
+    cancel_requested_by text            -- cancel_job() of a running job: its sidecar stops it
 );
 -- Claims look only at claimable rows; the queue's history stays out of the way.
 CREATE INDEX IF NOT EXISTS jobs_pending_idx ON optischema.jobs (run_after, id) WHERE status = 'pending';
@@ -36,9 +37,9 @@ CREATE TABLE IF NOT EXISTS optischema.job_kinds (
     description text NOT NULL
 );
 INSERT INTO optischema.job_kinds (kind, description) VALUES
-('apply',        'Run a change''s CREATE/DROP INDEX CONCURRENTLY at top level (payload: change_id); written by optischema.apply().'),
+('apply',        'Run a change''s statement at top level (CREATE/DROP INDEX CONCURRENTLY, VACUUM, ANALYZE, ALTER SYSTEM, ...; payload: change_id); written by optischema.apply().'),
 ('rollback',     'Undo an applied change (payload: change_id); written by optischema.rollback().'),
-('verify',       'Check that the plans of the affected queries use the new index and compare timings (payload: change_id).'),
+('verify',       'Check that the plans of the affected queries use the new index, or that maintenance or a setting moved its evidence (payload: change_id).'),
 ('snapshot',     'optischema.snapshot(), then the timing check of recently applied changes.'),
 ('recommend',    'Refresh recommendations: SELECT count(*) FROM optischema.recommend().'),
 ('purge',        'optischema.purge(): snapshot data, finished jobs and the LLM audit past their retention.'),
@@ -147,9 +148,11 @@ BEGIN
 END
 $$;
 
--- Cancels a job that has not started; a running job cannot be taken back.
--- Cancelling an apply or rollback job cancels its change (sql/11_changes.sql)
--- and gives the recommendation its status back.
+-- Cancels a job. A pending one is cancelled at once; a running one is marked,
+-- and its sidecar cancels its statement at its next heartbeat (a long VACUUM,
+-- say) and records it cancelled, unless it finished first. Cancelling an
+-- apply or rollback job cancels its change (sql/11_changes.sql) and gives the
+-- recommendation its status back.
 CREATE OR REPLACE FUNCTION optischema.cancel_job(id bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -164,8 +167,14 @@ BEGIN
         RAISE EXCEPTION 'job % does not exist', coalesce(id::text, 'NULL')
             USING ERRCODE = 'no_data_found', HINT = 'See SELECT * FROM optischema.jobs ORDER BY id DESC;';
     END IF;
+    IF v_status = 'running' THEN
+        UPDATE optischema.jobs j SET cancel_requested_by = optischema._caller() WHERE j.id = cancel_job.id;
+        RAISE NOTICE 'job % is running: sidecar % stops it at its next heartbeat (or it finishes first)', id, v_job.worker_id
+            USING HINT = 'SELECT status, error FROM optischema.jobs WHERE id = ' || id || ';';
+        RETURN;
+    END IF;
     IF v_status <> 'pending' THEN
-        RAISE EXCEPTION 'job % is %, only a pending job can be cancelled', id, v_status
+        RAISE EXCEPTION 'job % is %, only a pending or running job can be cancelled', id, v_status
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
     UPDATE optischema.jobs j SET status = 'cancelled', finished_at = now() WHERE j.id = cancel_job.id;
@@ -275,6 +284,37 @@ BEGIN
         PERFORM optischema._job_ended(j, 'failed');
     END IF;
     RETURN j.status;
+END
+$$;
+
+-- The running jobs of worker that cancel_job() asked to stop (its heartbeat asks).
+CREATE OR REPLACE FUNCTION optischema._cancel_requests(worker text) RETURNS SETOF bigint
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT j.id FROM optischema.jobs j
+    WHERE j.worker_id = _cancel_requests.worker AND j.status = 'running' AND j.cancel_requested_by IS NOT NULL
+$$;
+
+-- worker stopped its running job as cancel_job() asked: the job, and the
+-- change it ran, end 'cancelled'. False when the job is no longer this worker's.
+CREATE OR REPLACE FUNCTION optischema._job_cancelled(id bigint, worker text) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    j optischema.jobs;
+BEGIN
+    UPDATE optischema.jobs x
+    SET status = 'cancelled', finished_at = now(), lease_expires_at = NULL,
+        error = format('cancelled by %s while it ran', coalesce(x.cancel_requested_by, 'its sidecar'))
+    WHERE x.id = _job_cancelled.id AND x.worker_id = worker AND x.status = 'running'
+    RETURNING x.* INTO j;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM optischema._job_ended(j, 'cancelled');
+    RETURN true;
 END
 $$;
 

@@ -34,8 +34,8 @@ CREATE TABLE IF NOT EXISTS optischema._changes (
     action            text NOT NULL CHECK (action IN ('apply', 'rollback')),
     via               text NOT NULL CHECK (via IN ('sidecar', 'psql')),
     ddl               text NOT NULL,        -- exactly what is run
-    index_schema      name NOT NULL,
-    index_name        name NOT NULL,
+    index_schema      name,                 -- the index, or the table maintenance acts on (NULL: a setting)
+    index_name        name,
     prior_status      text NOT NULL,        -- the recommendation's status before; restored on cancel
     status            text NOT NULL DEFAULT 'pending'
                       CHECK (status IN ('pending', 'running', 'succeeded', 'failed', 'cancelled')),
@@ -48,11 +48,13 @@ CREATE TABLE IF NOT EXISTS optischema._changes (
     executed_by       text,
     error             text,
     detail            jsonb NOT NULL DEFAULT '{}',
-    plan_check        text CHECK (plan_check IN ('pending', 'verified', 'not_used', 'skipped')),
+    plan_check        text CHECK (plan_check IN ('pending', 'verified', 'not_used', 'skipped', 'unchanged')),
     plan_evidence     jsonb,
     timing_verdict    text CHECK (timing_verdict IN ('improved', 'neutral', 'regressed', 'insufficient_data')),
     timing            jsonb,
-    verified_at       timestamptz
+    verified_at       timestamptz,
+    -- maintenance/config: what the apply found (_action_state()), which its rollback restores
+    prior_state       jsonb
 );
 CREATE INDEX IF NOT EXISTS _changes_recommendation_idx ON optischema._changes (recommendation_id, id);
 SELECT pg_catalog.pg_extension_config_dump('optischema._changes', '');
@@ -63,7 +65,7 @@ SELECT c.id, c.recommendation_id, r.title, c.action, c.via, c.ddl, c.status AS o
        c.requested_by, c.requested_at, c.started_at, c.finished_at, c.duration_ms, c.executed_by,
        c.error, c.plan_check, c.timing_verdict, c.verified_at, c.job_id, c.detail,
        CASE WHEN NOT v.visible AND c.plan_evidence IS NOT NULL THEN '"<insufficient privilege>"' ELSE c.plan_evidence END
-           AS plan_evidence, c.timing
+           AS plan_evidence, c.timing, c.prior_state
 FROM optischema._changes c
 JOIN optischema._recommendations r ON r.id = c.recommendation_id
 JOIN optischema._recommendation_texts v ON v.id = c.recommendation_id;
@@ -103,10 +105,13 @@ AS $$
 $$;
 
 -- The statement a change runs, built now from the recommendation's
--- description (sql/09_index_ddl.sql) and the catalog, and where its index is:
--- op 'create' or 'drop'. p_requester is the role that asked for the change.
+-- description (sql/09_index_ddl.sql, sql/12_actions.sql) and the catalog, and
+-- where its index (or the table maintenance acts on) is: op 'create' or
+-- 'drop' for an index, 'run' or 'reload' for maintenance and settings
+-- (_action_statement()). p_requester is the role that asked for the change.
 -- Rolling back a create drops the index its apply built, found in the catalog
--- by the name its change recorded.
+-- by the name its change recorded; rolling back a setting restores what its
+-- apply found.
 CREATE OR REPLACE FUNCTION optischema._action_ddl(p_rec optischema._recommendations, p_action text, p_requester text,
                                                   OUT op text, OUT ddl text, OUT index_schema name, OUT index_name name)
 LANGUAGE plpgsql STABLE
@@ -115,7 +120,19 @@ AS $$
 DECLARE
     v_spec  jsonb := p_rec.index_spec;
     v_index oid;
+    s       record;
 BEGIN
+    IF p_rec.kind IN ('maintenance', 'config') AND p_action IN ('apply', 'rollback') THEN
+        s := optischema._action_statement(p_rec.kind, p_rec.action_spec, p_action,
+            (SELECT c.prior_state FROM optischema._changes c
+             WHERE p_action = 'rollback' AND c.recommendation_id = p_rec.id AND c.action = 'apply' AND c.status = 'succeeded'
+             ORDER BY c.id DESC LIMIT 1));
+        op := s.op;
+        ddl := s.ddl;
+        index_schema := s.target_schema;
+        index_name := s.target_name;
+        RETURN;
+    END IF;
     IF p_rec.kind NOT IN ('create_index', 'drop_index') OR p_action NOT IN ('apply', 'rollback') THEN
         RAISE EXCEPTION 'no index statement for action % of a % recommendation', p_action, p_rec.kind
             USING ERRCODE = 'invalid_parameter_value';
@@ -180,7 +197,21 @@ BEGIN
         RAISE EXCEPTION 'change % does not exist', coalesce(p_change::text, 'NULL') USING ERRCODE = 'no_data_found';
     END IF;
     SELECT * INTO r FROM optischema._recommendations x WHERE x.id = c.recommendation_id;
+    IF optischema._action_advice_only(r.kind, r.action_spec) IS NOT NULL THEN
+        RAISE EXCEPTION '%', optischema._action_advice_only(r.kind, r.action_spec) USING ERRCODE = 'feature_not_supported';
+    END IF;
     a := optischema._action_ddl(r, c.action, c.requested_by);
+    -- A setting or storage parameter changed by someone else since the apply was
+    -- requested: its rollback would restore a state nobody saw. (Already done: a retry.)
+    IF c.action = 'apply' AND (c.prior_state ? 'set' OR c.prior_state ? 'options') THEN
+        IF optischema._action_state(r.kind, r.action_spec) IS DISTINCT FROM c.prior_state
+           AND NOT optischema._action_done(r.kind, r.action_spec, 'apply', c.prior_state) THEN
+            RAISE EXCEPTION 'change %: % changed since the apply was requested (it was %, it is %)', p_change,
+                coalesce(r.action_spec ->> 'setting', quote_ident(c.index_schema) || '.' || quote_ident(c.index_name)),
+                c.prior_state, optischema._action_state(r.kind, r.action_spec)
+                USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Request it again: its rollback restores what it finds then.';
+        END IF;
+    END IF;
     IF (a.index_schema, a.index_name) IS DISTINCT FROM (c.index_schema, c.index_name) THEN
         RAISE EXCEPTION 'change % was requested for index %.%, its recommendation now describes %.%', p_change,
             quote_ident(c.index_schema), quote_ident(c.index_name), quote_ident(a.index_schema), quote_ident(a.index_name)
@@ -217,10 +248,20 @@ BEGIN
         RAISE EXCEPTION 'recommendation % does not exist', p_id
             USING ERRCODE = 'no_data_found', HINT = 'SELECT id, status, title FROM optischema.recommendations;';
     END IF;
-    IF r.kind NOT IN ('create_index', 'drop_index') THEN
-        RAISE EXCEPTION 'recommendation % is a % recommendation: OptiSchema only applies index changes', p_id, r.kind
+    IF r.kind NOT IN ('create_index', 'drop_index', 'maintenance', 'config') THEN
+        RAISE EXCEPTION 'recommendation % is a % recommendation: OptiSchema does not apply those', p_id, r.kind
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'Review its ddl and explanation and run it yourself; then optischema.dismiss(' || p_id || ', reason) hides it.';
+    END IF;
+    IF r.kind IN ('maintenance', 'config') AND r.action_spec IS NULL THEN
+        RAISE EXCEPTION 'recommendation % is advice only: OptiSchema does not run it', p_id
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Its explanation says what to run yourself, and at what cost; then optischema.dismiss(' || p_id || ', reason) hides it.';
+    END IF;
+    IF optischema._action_advice_only(r.kind, r.action_spec) IS NOT NULL THEN
+        RAISE EXCEPTION 'recommendation %: %', p_id, optischema._action_advice_only(r.kind, r.action_spec)
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Its ddl is the statement to run yourself before a restart; then optischema.dismiss(' || p_id || ', reason) hides it.';
     END IF;
 
     IF p_action = 'apply' THEN
@@ -244,13 +285,15 @@ BEGIN
     END IF;
     -- Built and checked now; via the sidecar, built and checked again when it runs.
     a := optischema._action_ddl(r, p_action, optischema._caller());
-    IF a.index_schema IS NULL OR a.index_name IS NULL THEN
+    IF (a.index_schema IS NULL OR a.index_name IS NULL) AND r.kind IN ('create_index', 'drop_index') THEN
         RAISE EXCEPTION 'recommendation % names no resolvable index', p_id
             USING ERRCODE = 'undefined_table', HINT = 'The table may have been dropped or renamed: refresh with SELECT * FROM optischema.recommend();';
     END IF;
 
-    INSERT INTO optischema._changes (recommendation_id, action, via, ddl, index_schema, index_name, prior_status, requested_by)
-    VALUES (p_id, p_action, p_via, a.ddl, a.index_schema, a.index_name, r.status, optischema._caller())
+    INSERT INTO optischema._changes (recommendation_id, action, via, ddl, index_schema, index_name, prior_status, requested_by,
+                                     prior_state)
+    VALUES (p_id, p_action, p_via, a.ddl, a.index_schema, a.index_name, r.status, optischema._caller(),
+            CASE WHEN p_action = 'apply' AND r.kind IN ('maintenance', 'config') THEN optischema._action_state(r.kind, r.action_spec) END)
     RETURNING id INTO v_change;
     IF p_via = 'sidecar' THEN
         v_job := optischema.enqueue(p_action, jsonb_build_object('change_id', v_change));
@@ -327,8 +370,9 @@ BEGIN
         finished_at = now(), started_at = coalesce(started_at, now()),
         duration_ms = coalesce(p_duration_ms, duration_ms),
         executed_by = coalesce(executed_by, optischema._caller()),
-        -- A new index is checked against the plans of the queries it was made for.
-        plan_check = CASE WHEN p_status = 'succeeded' AND c.action = 'apply' AND v_kind = 'create_index'
+        -- A new index is checked against the plans of the queries it was made for;
+        -- maintenance and settings against the evidence they rest on (sidecar/verify.py).
+        plan_check = CASE WHEN p_status = 'succeeded' AND c.action = 'apply' AND v_kind IN ('create_index', 'maintenance', 'config')
                           THEN 'pending' END
     WHERE id = p_change;
     UPDATE optischema._recommendations
@@ -354,7 +398,7 @@ BEGIN
     IF p_job.kind IN ('apply', 'rollback') AND EXISTS (
             SELECT 1 FROM optischema._changes c WHERE c.id = v_change AND c.status IN ('pending', 'running')) THEN
         PERFORM optischema._finish_change(v_change, p_status,
-            CASE p_status WHEN 'cancelled' THEN format('job %s was cancelled by %s', p_job.id, optischema._caller())
+            CASE p_status WHEN 'cancelled' THEN format('job %s was cancelled by %s', p_job.id, coalesce(p_job.cancel_requested_by, optischema._caller()))
                           ELSE format('job %s failed: %s', p_job.id, p_job.error) END);
     END IF;
 END
@@ -405,6 +449,8 @@ DECLARE
     v_op    text;
     v_ok    boolean;
     v_error text;
+    r       optischema._recommendations;
+    v_prior jsonb;
 BEGIN
     SELECT * INTO c FROM optischema._changes WHERE id = p_change FOR UPDATE;
     IF NOT FOUND THEN
@@ -417,7 +463,27 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'SELECT * FROM optischema.changes WHERE id = ' || p_change || ';';
     END IF;
-    SELECT r.kind INTO v_kind FROM optischema._recommendations r WHERE r.id = c.recommendation_id;
+    SELECT * INTO r FROM optischema._recommendations x WHERE x.id = c.recommendation_id;
+    v_kind := r.kind;
+    IF v_kind IN ('maintenance', 'config') THEN
+        v_prior := CASE WHEN c.action = 'apply' THEN c.prior_state
+                        ELSE (SELECT a.prior_state FROM optischema._changes a
+                              WHERE a.recommendation_id = r.id AND a.action = 'apply' AND a.status = 'succeeded'
+                              ORDER BY a.id DESC LIMIT 1) END;
+        v_ok := optischema._action_done(v_kind, r.action_spec, c.action, v_prior);
+        -- ALTER SYSTEM takes effect at the next reload: the one thing psql's \gexec did not run.
+        IF v_ok AND r.action_spec ->> 'scope' = 'system' THEN
+            PERFORM pg_catalog.pg_reload_conf();
+        END IF;
+        PERFORM optischema._finish_change(p_change, CASE WHEN v_ok THEN 'succeeded' ELSE 'failed' END,
+            CASE WHEN NOT v_ok THEN format('the catalog does not show it done: the statement was not run or failed (%s)', c.ddl) END,
+            jsonb_build_object('recorded_by', 'applied()'));
+        IF v_ok AND c.action = 'apply' THEN
+            PERFORM optischema._record_effect(p_change, NULL);
+            PERFORM optischema.enqueue('verify', jsonb_build_object('change_id', p_change));
+        END IF;
+        RETURN CASE WHEN v_ok THEN 'succeeded' ELSE 'failed' END;
+    END IF;
     v_op := optischema._change_op(c.action, v_kind);
     SELECT i.indisvalid INTO v_valid
     FROM pg_class x JOIN pg_namespace n ON n.oid = x.relnamespace JOIN pg_index i ON i.indexrelid = x.oid
@@ -551,12 +617,13 @@ BEGIN
     SELECT max(s.id) INTO v_a_to FROM optischema.snapshots s;
 
     WITH q AS (SELECT DISTINCT unnest(r.queryids) AS queryid),
-    b AS (SELECT w.queryid, w.calls, w.total_ms FROM optischema._query_window(v_b_from, v_b_to) w),
-    a AS (SELECT w.queryid, w.calls, w.total_ms FROM optischema._query_window(v_a_from, v_a_to) w
+    b AS (SELECT w.queryid, w.calls, w.total_ms, w.temp_blks_written FROM optischema._query_window(v_b_from, v_b_to) w),
+    a AS (SELECT w.queryid, w.calls, w.total_ms, w.temp_blks_written FROM optischema._query_window(v_a_from, v_a_to) w
           WHERE v_a_from < v_a_to),
     m AS (
         SELECT q.queryid, coalesce(b.calls, 0) AS cb, b.total_ms / nullif(b.calls, 0) AS mb,
-               coalesce(a.calls, 0) AS ca, a.total_ms / nullif(a.calls, 0) AS ma
+               coalesce(a.calls, 0) AS ca, a.total_ms / nullif(a.calls, 0) AS ma,
+               b.temp_blks_written::numeric / nullif(b.calls, 0) AS tb, a.temp_blks_written::numeric / nullif(a.calls, 0) AS ta
         FROM q LEFT JOIN b USING (queryid) LEFT JOIN a USING (queryid)
     ), v AS (
         SELECT m.*, CASE WHEN m.cb > 0 AND m.ca >= v_min_calls AND m.mb > 0
@@ -566,6 +633,7 @@ BEGIN
     SELECT coalesce(jsonb_agg(jsonb_build_object(
                'queryid', v.queryid, 'calls_before', v.cb, 'mean_ms_before', round(v.mb::numeric, 3),
                'calls_after', v.ca, 'mean_ms_after', round(v.ma::numeric, 3), 'change_pct', v.pct,
+               'temp_blks_per_call_before', round(v.tb, 1), 'temp_blks_per_call_after', round(v.ta, 1),
                'verdict', CASE WHEN v.pct IS NULL THEN 'insufficient_data' WHEN v.pct > v_threshold THEN 'regressed'
                                WHEN v.pct < -v_threshold THEN 'improved' ELSE 'neutral' END) ORDER BY v.queryid), '[]'),
            round((100 * (sum(v.ca * v.ma) FILTER (WHERE v.pct IS NOT NULL)
@@ -581,6 +649,10 @@ BEGIN
         timing = jsonb_build_object('snapshots_before', jsonb_build_array(v_b_from, v_b_to),
                                     'snapshots_after', jsonb_build_array(v_a_from, v_a_to),
                                     'threshold_pct', v_threshold, 'change_pct', v_pct, 'queries', v_rows)
+                 -- maintenance and settings: the evidence they rest on, measured again
+                 || CASE WHEN r.kind IN ('maintenance', 'config')
+                         THEN jsonb_build_object('evidence_now', optischema._action_measure(r.kind, r.action_spec, c.finished_at))
+                         ELSE '{}' END
     WHERE x.id = c.id;
     IF v_verdict = 'regressed' THEN
         IF optischema.setting('auto_rollback')::boolean THEN

@@ -177,6 +177,11 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed', HINT = 'Pick one from optischema.top_queries().';
     END IF;
     SELECT * INTO q FROM optischema.queries WHERE queryid = v_qid;
+    IF NOT FOUND AND EXISTS (SELECT 1 FROM optischema.query_roles r WHERE r.queryid = v_qid) THEN
+        RAISE EXCEPTION 'the text of queryid % is not readable by role %', v_qid, current_user
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'A member of pg_read_all_stats, or of a role that sent the statement, reads it (as in pg_stat_statements).';
+    END IF;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown queryid %', v_qid
             USING ERRCODE = 'no_data_found',
@@ -406,12 +411,13 @@ $$;
 -- open one with the same key. A key held by an advisor row (the same index)
 -- or by a row already acted on is left as it is, apart from an empty advisor
 -- explanation. An index proposal comes as its description (p_index_spec,
--- sql/09_index_ddl.sql): its ddl and rollback_ddl are built from that, not
--- taken from the caller. Returns the row's id and whether it was written.
+-- sql/09_index_ddl.sql), a setting as its (p_action_spec, sql/12_actions.sql):
+-- their ddl and rollback_ddl are built from that, not taken from the caller.
+-- Returns the row's id and whether it was written.
 CREATE OR REPLACE FUNCTION optischema._llm_recommend(p_key text, p_kind text, p_title text, p_ddl text, p_rollback_ddl text,
     p_table_name text, p_index_name text, p_queryids bigint[], p_benefit jsonb, p_evidence jsonb,
     p_estimated_size_bytes bigint, p_score double precision, p_explanation text, p_index_spec jsonb,
-    OUT rec_id bigint, OUT written boolean)
+    p_action_spec jsonb, OUT rec_id bigint, OUT written boolean)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -424,21 +430,31 @@ BEGIN
             CASE WHEN p_kind = 'create_index' THEN 'needs' ELSE 'has no' END
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF (p_kind = 'config') <> (p_action_spec IS NOT NULL) THEN
+        RAISE EXCEPTION 'an LLM % recommendation % a setting''s description', p_kind,
+            CASE WHEN p_kind = 'config' THEN 'needs' ELSE 'has no' END
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF p_kind = 'create_index' THEN
         SELECT t.ddl, t.rollback_ddl INTO v_ddl, v_rollback FROM optischema._index_texts(p_kind, p_index_spec) t;
+    ELSIF p_kind = 'config' THEN
+        -- checked again against the allow-list: the statement is the one apply() would build
+        PERFORM optischema._action_statement('config', p_action_spec);
+        SELECT t.ddl, t.rollback_ddl INTO v_ddl, v_rollback FROM optischema._action_texts(p_kind, p_action_spec) t;
     END IF;
     INSERT INTO optischema._recommendations AS r
         (key, kind, source, title, ddl, rollback_ddl, table_name, index_name, queryids, benefit, evidence,
-         estimated_size_bytes, score, explanation, index_spec)
+         estimated_size_bytes, score, explanation, index_spec, action_spec)
     VALUES (p_key, p_kind, 'llm', p_title, v_ddl, v_rollback, p_table_name, p_index_name, p_queryids,
-            p_benefit, p_evidence, p_estimated_size_bytes, p_score, p_explanation, p_index_spec)
+            p_benefit, p_evidence, p_estimated_size_bytes, p_score, p_explanation, p_index_spec, p_action_spec)
     ON CONFLICT (key) DO UPDATE
     SET title = EXCLUDED.title, ddl = EXCLUDED.ddl, rollback_ddl = EXCLUDED.rollback_ddl,
         -- the same advice from another statement's analysis: it serves both
         queryids = ARRAY(SELECT DISTINCT q FROM unnest(r.queryids || EXCLUDED.queryids) q ORDER BY q),
         benefit = EXCLUDED.benefit, evidence = EXCLUDED.evidence,
         estimated_size_bytes = EXCLUDED.estimated_size_bytes, score = EXCLUDED.score,
-        explanation = EXCLUDED.explanation, index_spec = EXCLUDED.index_spec, updated_at = pg_catalog.now()
+        explanation = EXCLUDED.explanation, index_spec = EXCLUDED.index_spec, action_spec = EXCLUDED.action_spec,
+        updated_at = pg_catalog.now()
     WHERE r.source = 'llm' AND r.status = 'open'
     RETURNING r.id INTO rec_id;
     written := rec_id IS NOT NULL;

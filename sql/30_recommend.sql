@@ -26,6 +26,9 @@ BEGIN
     SELECT w.p_from, w.p_to INTO v_from, v_to FROM optischema._analysis_window() w;
     PERFORM optischema._advise(v_from, v_to);
     PERFORM optischema._record_advice();
+    -- Maintenance and configuration advice (sql/31_maintenance.sql), planned the same way.
+    PERFORM optischema._maintenance_plans(v_from, v_to);
+    PERFORM optischema._record_maintenance();
 
     -- What the advisor cannot fix (rewrites, settings) goes to the LLM, when enabled.
     PERFORM optischema.enqueue_llm_analyses();
@@ -82,7 +85,7 @@ BEGIN
     -- Advice whose reason is gone (the index exists now, the query stopped) is superseded.
     UPDATE optischema._recommendations r
     SET status = 'superseded', status_changed_at = now(), updated_at = now()
-    WHERE r.source = 'advisor' AND r.status = 'open'
+    WHERE r.source = 'advisor' AND r.status = 'open' AND r.kind IN ('create_index', 'drop_index')
       AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(v_result -> 'recommendations') e
                       WHERE e ->> 'key' = r.key);
 

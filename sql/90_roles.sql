@@ -23,6 +23,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT ARRAY['FUNCTION optischema.top_queries(interval, integer)',
                  'FUNCTION optischema._top_queries(interval, integer)',     -- its figures, no texts
+                 'FUNCTION optischema._text_visible(bigint, name)',        -- query_texts and the rows of queries
                  'FUNCTION optischema.health()',
                  'FUNCTION optischema.query_history(interval, integer, bigint, interval)', 'FUNCTION optischema.table_history(interval, integer, regclass, interval)', 'FUNCTION optischema.index_history(interval, integer, regclass, interval)', 'FUNCTION optischema.snapshot_history(interval, interval)', 'FUNCTION optischema.change_history(bigint, interval)', 'FUNCTION optischema.report_data(interval, interval)', 'FUNCTION optischema.render_report(jsonb)', 'FUNCTION optischema.report(interval, interval)',
                  'FUNCTION optischema.setting(text)',
@@ -65,6 +66,17 @@ AS $$
         'FUNCTION optischema._activity(bigint, bigint)',
         'FUNCTION optischema._engine_settings()',
         'FUNCTION optischema._record_advice()',
+        -- ... and its maintenance and configuration advice, the same way (sql/31_maintenance.sql)
+        'FUNCTION optischema._maintenance_plans(bigint, bigint)',
+        'FUNCTION optischema._maintenance_targets(bigint, bigint)',
+        'FUNCTION optischema._record_maintenance()',
+        'FUNCTION optischema._senders(bigint)',
+        'FUNCTION optischema._av_param(text[], text)',
+        'FUNCTION optischema._work_mem_budget(oid)',
+        'FUNCTION optischema._setting_effective(text, oid)',
+        'FUNCTION optischema._setting_value(text, text)',
+        'FUNCTION optischema._setting_text(text, numeric)',
+        'FUNCTION optischema._setting_units(text)',
         -- context(): the plan, as the statement's sender
         'FUNCTION optischema._generic_plan(bigint, text)',
         -- context(), workload_context(), enqueue_llm_analyses(): read-only helpers

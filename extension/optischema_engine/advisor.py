@@ -14,7 +14,7 @@ from .indexspec import Unbuildable, existing
 from .model import Activity, AdviceResult, Recommendation, Settings, Skipped, WorkloadQuery
 from .params import ParamPlan, ValueSource, plan_params
 from .plans import PlanFacts, Relation, facts, summary
-from .selection import Option, Problem, TableWrites, WriteStmt, greedy, objective, upkeep
+from .selection import Option, Problem, TableWrites, WriteStmt, greedy, objective, upkeep, upkeep_delta
 from .senders import Sender
 from .whatif import Unplannable, WhatIf
 
@@ -47,7 +47,8 @@ class Analysed:
 
 
 def _group(workload: list[WorkloadQuery]) -> list[tuple[str, list[int], int, float, int]]:
-    """Entries with the same text (e.g. parameters bound as int4 and int8) are one statement."""
+    """Entries with the same text (e.g. parameters bound as int4 and int8) are one statement.
+    Heaviest first, and in the same order on every run."""
     groups: dict[str, list] = {}
     for w in workload:
         g = groups.setdefault(" ".join(w.query.split()), [[], 0, 0.0, 0])
@@ -55,36 +56,51 @@ def _group(workload: list[WorkloadQuery]) -> list[tuple[str, list[int], int, flo
         g[1] += w.calls
         g[2] += w.total_ms
         g[3] += w.rows
-    return sorted(((t, *g) for t, g in groups.items()), key=lambda g: -g[3])
+    return sorted(((t, *g) for t, g in groups.items()), key=lambda g: (-g[3], g[0]))
 
 
 def select_workload(workload: list[WorkloadQuery], s: Settings):
-    """(statements to analyse, skipped). Writes are kept whatever their share: they decide
-    what index upkeep costs."""
+    """(statements to analyse, skipped, statement time of the window, what was left out:
+    {statements, time_ms}). Reads are analysed heaviest first until they cover
+    statement_coverage of the read time, max_queries at most; writes are kept whatever
+    their time: they decide what index upkeep costs."""
     groups = _group(workload)
     total = sum(g[3] for g in groups) or 1.0
-    keep, skipped, reads = [], [], 0
+    is_write = {g[0]: sqltext.verb(g[0]) in ("INSERT", "UPDATE", "DELETE") for g in groups}
+    read_ms = sum(g[3] for g in groups if not is_write[g[0]] and g[2] >= s.min_calls)
+    keep, skipped, reads, covered = [], [], 0, 0.0
+    left = {"statements": 0, "time_ms": 0.0}
     for text, qids, calls, ms, rows in groups:
-        is_write = sqltext.verb(text) in ("INSERT", "UPDATE", "DELETE")
         if calls < s.min_calls:
             skipped += [Skipped(q, f"{calls} calls < min_calls {s.min_calls}") for q in qids]
-        elif not is_write and ms / total < s.min_query_share:
-            skipped += [Skipped(q, f"{ms / total:.4%} of DB time < min_query_share") for q in qids]
-        elif not is_write and reads >= s.max_queries:
-            skipped += [Skipped(q, f"beyond max_queries {s.max_queries}") for q in qids]
-        else:
-            reads += not is_write
-            keep.append((text, qids, calls, ms, rows))
-    return keep, skipped, total
+            continue
+        if not is_write[text]:
+            why = None
+            if covered >= s.statement_coverage * read_ms:
+                why = f"beyond statement_coverage {s.statement_coverage:g}: the heavier statements " \
+                      f"cover {covered / read_ms:.1%} of read time"
+            elif reads >= s.max_queries:
+                why = f"beyond max_queries {s.max_queries}"
+            if why is not None:
+                skipped += [Skipped(q, why) for q in qids]
+                left["statements"] += 1
+                left["time_ms"] += ms
+                continue
+            reads += 1
+            covered += ms
+        keep.append((text, qids, calls, ms, rows))
+    return keep, skipped, total, left
 
 
 def advise(db: Database, workload: list[WorkloadQuery], activity: Activity,
            settings: Settings | None = None) -> AdviceResult:
     s = settings or Settings()
     started = time.monotonic()
-    keep, skipped, total_ms = select_workload(workload, s)
+    keep, skipped, total_ms, left = select_workload(workload, s)
     catalog = Catalog(db)
-    stats: dict = {"queries_in_workload": len(workload), "statements_analysed": 0}
+    stats: dict = {"queries_in_workload": len(workload), "statements_analysed": 0,
+                   "statements_left_out": left["statements"], "time_left_out_ms": round(left["time_ms"], 1),
+                   "time_left_out_share": round(left["time_ms"] / total_ms, 4)}
     # Every text is planned as a role that sent it, inside a block that is rolled back.
     with senders.planning(db) as planning:
         wi = WhatIf(db, planning)
@@ -93,18 +109,21 @@ def advise(db: Database, workload: list[WorkloadQuery], activity: Activity,
             stats["pg_qualstats"] = values.qualstats
             analysed = _explain_all(wi, catalog, values, keep, s, skipped)
             stats["statements_analysed"] = len(analysed)
+            stats["planned_text"] = _planned_texts(wi, analysed)
             reads = [a for a in analysed if a.facts.write is None]
             writes = _writes(analysed, catalog)
-            options, cands, origin = _evaluate(wi, values, reads, s, started, stats)
+            group_of = _table_groups(reads)
+            options, cands, origin = _evaluate(wi, values, reads, s, started, stats, group_of)
             problem = Problem({a.key: a.calls for a in reads}, {a.key: a.base_cost for a in reads}, writes,
                               s.write_cost_per_entry, s.size_cost_per_mb, s.max_indexes_per_table,
-                              s.max_new_indexes, s.min_workload_gain)
+                              s.min_index_gain)
             picked = [ident for ident, _ in greedy(problem, options)]
-            final, joint = _validate(wi, reads, problem, options, cands, origin, picked)
+            final, joint = _validate(wi, reads, problem, options, cands, origin, picked, group_of)
+            by_key = {a.key: a for a in reads}
             recs = []
             for i in final:
                 try:
-                    recs.append(_create_rec(cands[i], options, final, joint, reads, problem, total_ms, catalog))
+                    recs.append(_create_rec(cands[i], options, final, joint, by_key, problem, total_ms, catalog))
                 except Unbuildable as e:
                     stats.setdefault("unbuildable", []).append(f"{i}: {e}")
             recs.sort(key=lambda r: -r.score)
@@ -118,33 +137,58 @@ def advise(db: Database, workload: list[WorkloadQuery], activity: Activity,
     if planning.findings:
         # the code of a statement's sender left session state behind (and it was repaired)
         stats["session_state_repaired"] = planning.findings
-    stats.update(explain_calls=wi.explain_calls, hypo_indexes=wi.hypo_created, sender_calls=planning.calls,
+    stats.update(explain_calls=wi.explain_calls, cache_hits=wi.cache_hits, hypo_indexes=wi.hypo_created,
+                 sender_calls=planning.calls,
                  elapsed_ms=round((time.monotonic() - started) * 1000, 1))
     return AdviceResult(recs, skipped, stats)
 
 
 def _explain_all(wi: WhatIf, catalog: Catalog, values: ValueSource, keep, s: Settings,
                  skipped: list[Skipped]) -> list[Analysed]:
-    out = []
+    """Every statement prepared, planned generically, then costed with its parameter samples:
+    each step a few calls per sender, whatever the number of statements."""
     who = senders.resolve(wi.db, {k[0]: k[1] for k in keep})
-    for text, qids, calls, ms, rows in keep:
-        reason = sqltext.single_statement(text)
-        if reason is None and who[text].sender is None:
-            reason = f"not planned: {who[text].reason}"
+    todo = []
+    for k in keep:
+        reason = sqltext.single_statement(k[0])
+        if reason is None and who[k[0]].sender is None:
+            reason = f"not planned: {who[k[0]].reason}"
         if reason is None:
-            try:
-                out.append(_explain_one(wi, catalog, values, sqltext.strip_semicolon(text), who[text].sender,
-                                        qids, calls, ms, rows, s))
-                continue
-            except Unplannable as e:
-                reason = f"cannot be re-planned: {e}"
-        skipped += [Skipped(q, reason) for q in qids]
+            todo.append(k)
+        else:
+            skipped += [Skipped(q, reason) for q in k[1]]
+    prepared = wi.prepare_many([(sqltext.strip_semicolon(k[0]), who[k[0]].sender) for k in todo])
+    ok = []
+    for k, r in zip(todo, prepared):
+        if isinstance(r, Unplannable):
+            skipped += [Skipped(q, f"cannot be re-planned: {r}") for q in k[1]]
+        else:
+            ok.append((k, r))
+    generic = wi.costs([(key, []) for _, (key, _) in ok])
+    out = []
+    for (text, qids, calls, ms, rows), (key, types) in ok:
+        g = generic[key]
+        if isinstance(g, Unplannable):
+            skipped += [Skipped(q, f"cannot be re-planned: {g}") for q in qids]
+            continue
+        a = _explain_one(wi, catalog, values, key, types, g[0], g[1], qids, calls, ms, rows, s)
+        wi.set_scope(key, {f"{t.schema}.{t.name}" for t in a.tables.values()})
+        out.append(a)
+    sampled = [a for a in out if a.params.samples and a.facts.write is None]
+    costs = wi.costs([(a.key, a.params.samples) for a in sampled])
+    for a in sampled:
+        r = costs[a.key]
+        if isinstance(r, Unplannable):
+            a.params = ParamPlan([], a.params.fixed, a.params.source)      # the generic plan it is
+        else:
+            a.base_cost, a.base_plans = r[0], r[1]
     return out
 
 
-def _explain_one(wi, catalog, values, text, sender, qids, calls, ms, rows, s) -> Analysed:
-    name, types = wi.prepare(text, sender)
-    generic_cost, generic_plans = wi.cost(name, [])
+def _explain_one(wi, catalog, values, name, types, generic_cost, generic_plans, qids, calls, ms, rows, s) -> Analysed:
+    """The statement's plan facts and parameter samples, from its generic plan."""
+    text = wi.planned(name).text
+    sender = wi.sender(name)
     f = facts(generic_plans[0])
     tables = {}
     for alias, rel in f.relations.items():
@@ -152,14 +196,8 @@ def _explain_one(wi, catalog, values, text, sender, qids, calls, ms, rows, s) ->
         if t is not None:
             tables[alias] = t
     pp = plan_params(types, f, {a: t.oid for a, t in tables.items()}, sqltext.limit_params(text),
-                     rows / max(calls, 1), values, qids, s.param_samples, sender.oid)
-    a = Analysed(name, text, sender, qids, calls, ms, rows, types, pp, f, tables, generic_cost, generic_plans)
-    if pp.samples and f.write is None:
-        try:
-            a.base_cost, a.base_plans = wi.cost(name, pp.samples)
-        except Unplannable:
-            a.params = ParamPlan([], pp.fixed, pp.source)      # the generic plan it is
-    return a
+                     rows / max(calls, 1), values, qids, s.param_samples, sender.oid, wi.planned(name).given)
+    return Analysed(name, text, sender, qids, calls, ms, rows, types, pp, f, tables, generic_cost, generic_plans)
 
 
 def _writes(analysed: list[Analysed], catalog: Catalog) -> dict[str, TableWrites]:
@@ -195,11 +233,39 @@ def _fraction(values: ValueSource, t: Table, column: str, value: str) -> float:
     return min(rest, st.freqs[-1]) if st.freqs else rest
 
 
+def _table_key(t: Table) -> str:
+    return f"{t.schema}.{t.name}"
+
+
+def _table_groups(reads: list[Analysed]) -> dict[str, str]:
+    """Table -> its group: tables read by one statement are in one group. Indexes in
+    different groups cannot change each other's value (no statement sees both)."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a in reads:
+        keys = sorted({_table_key(t) for t in a.tables.values()})
+        for k in keys[1:]:
+            ra, rb = find(keys[0]), find(k)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+        if keys:
+            find(keys[0])
+    return {t: find(t) for t in parent}
+
+
 def _evaluate(wi: WhatIf, values: ValueSource, reads: list[Analysed], s: Settings, started: float,
-              stats: dict) -> tuple[dict[str, Option], dict[str, Candidate], dict[str, Sender]]:
+              stats: dict, group_of: dict[str, str]) \
+        -> tuple[dict[str, Option], dict[str, Candidate], dict[str, Sender]]:
     """Each candidate alone, over every read statement that uses a column of its leading key.
-    Also returns, per candidate, the sender of the first statement it came from: its
-    hypothetical index is created as that role."""
+    Candidates of different table groups cannot meet in a statement: each round costs one
+    candidate of every group at once. Also returns, per candidate, the sender of the first
+    statement it came from: its hypothetical index is created as that role."""
     tables: dict[str, Table] = {}
     cands: dict[str, Candidate] = {}
     origin: dict[str, Sender] = {}
@@ -209,7 +275,7 @@ def _evaluate(wi: WhatIf, values: ValueSource, reads: list[Analysed], s: Setting
             t = a.tables.get(alias)
             if t is None:
                 continue
-            tkey = f"{t.schema}.{t.name}"
+            tkey = _table_key(t)
             tables[tkey] = t
             uses.setdefault(a.key, {}).setdefault(tkey, set()).update(
                 u.eq + u.ordered + u.like + [c for _, c in u.exprs])
@@ -217,29 +283,37 @@ def _evaluate(wi: WhatIf, values: ValueSource, reads: list[Analysed], s: Setting
             for c in for_table(t, u, s.max_key_columns, ok):
                 cands.setdefault(c.identity(), c)
                 origin.setdefault(c.identity(), a.sender)
-    options: dict[str, Option] = {}
+    targets: dict[str, list[Analysed]] = {}
+    queues: dict[str, list[str]] = {}
     for ident, c in sorted(cands.items()):
+        tkey = f"{c.schema}.{c.table}"
+        targets[ident] = [a for a in reads if c.keys[0].column in uses.get(a.key, {}).get(tkey, set())]
+        if targets[ident]:
+            queues.setdefault(group_of.get(tkey, tkey), []).append(ident)
+    options: dict[str, Option] = {}
+    rounds = max((len(q) for q in queues.values()), default=0)
+    for r in range(rounds):
         if time.monotonic() - started > s.time_budget_s:
             stats["time_budget_exhausted"] = True
             break
-        tkey = f"{c.schema}.{c.table}"
-        lead = c.keys[0].column
-        targets = [a for a in reads if lead in uses.get(a.key, {}).get(tkey, set())]
-        if not targets:
-            continue
-        try:
-            wi.activate({ident: (c.hypo_ddl(), origin[ident])})
-        except Unplannable:
-            continue
-        costs = {}
-        results = wi.costs([(a.key, a.params.samples) for a in targets])
-        for a in targets:
-            r = results[a.key]
-            if not isinstance(r, Unplannable) and ident in r[2] and r[0] <= a.base_cost * (1 - s.min_cost_reduction):
-                costs[a.key] = r[0]
-        if costs:
-            share = _fraction(values, tables[tkey], *c.predicate) if c.predicate else 1.0
-            options[ident] = Option(ident, tkey, frozenset(c.columns()), share, wi.size(ident), costs)
+        batch = [q[r] for q in queues.values() if r < len(q)]
+        failed = wi.activate({i: (cands[i].hypo_ddl(), origin[i]) for i in batch},
+                             {i: f"{cands[i].schema}.{cands[i].table}" for i in batch})
+        batch = [i for i in batch if i not in failed]
+        results = wi.costs([(a.key, a.params.samples) for i in batch for a in targets[i]])
+        for ident in batch:
+            c = cands[ident]
+            costs = {}
+            for a in targets[ident]:
+                res = results[a.key]
+                if not isinstance(res, Unplannable) and ident in res[2] and \
+                        res[0] <= a.base_cost * (1 - s.min_cost_reduction):
+                    costs[a.key] = res[0]
+            if costs:
+                tkey = f"{c.schema}.{c.table}"
+                share = _fraction(values, tables[tkey], *c.predicate) if c.predicate else 1.0
+                options[ident] = Option(ident, tkey, frozenset(c.columns()), share, wi.size(ident), costs)
+    stats["evaluation_rounds"] = rounds
     for o in options.values():
         o.extends = frozenset(x for x in options if cands[o.ident].extends(cands[x]))
     wi.activate({})
@@ -247,42 +321,82 @@ def _evaluate(wi: WhatIf, values: ValueSource, reads: list[Analysed], s: Setting
 
 
 def _validate(wi: WhatIf, reads: list[Analysed], p: Problem, options: dict[str, Option],
-              cands: dict[str, Candidate], origin: dict[str, Sender], picked: list[str]):
-    """Create the chosen set together and re-cost every affected statement; then drop, one at a
-    time, any index whose removal costs less than min_gain of the objective (interactions the single-index costs
-    could not see). Returns (final idents, {ident: {query key: cost}} measured together)."""
+              cands: dict[str, Candidate], origin: dict[str, Sender], picked: list[str],
+              group_of: dict[str, str]):
+    """Create the chosen set together and re-cost the statements on its tables; then, per
+    table group (indexes of different groups cannot interact), drop the index whose
+    removal loses least if that is less than it must save (interactions the single-index
+    costs could not see), until none. Removing an index re-costs only the statements whose
+    plans used it, one index of every group at once. Returns (final idents, {ident: {query
+    key: cost}} measured together)."""
     final = list(picked)
+    by_key = {a.key: a for a in reads}
+    pending = {group_of[options[i].table] for i in final}
     while True:
-        joint = _joint_costs(wi, reads, options, cands, origin, final)
-        current = objective(p, _joint_options(options, final, joint), final)
-        weakest = None
-        for ident in final:
-            rest = [x for x in final if x != ident]
-            loss = objective(p, _joint_options(options, rest, _joint_costs(wi, reads, options, cands, origin, rest)), rest) - current
-            if loss < p.min_gain * current and (weakest is None or loss < weakest[0]):
-                weakest = (loss, ident)
-        if weakest is None:
+        joint, cost_now = _joint_costs(wi, reads, options, cands, origin, final)
+        comps: dict[str, list[str]] = {}
+        for i in final:
+            comps.setdefault(group_of[options[i].table], []).append(i)
+        loss: dict[str, float] = {}
+        for k in range(max((len(comps[g]) for g in pending if g in comps), default=0)):
+            removed = [comps[g][k] for g in sorted(pending) if g in comps and k < len(comps[g])]
+            rest = [i for i in final if i not in removed]
+            wi.activate({i: (cands[i].hypo_ddl(), origin[i]) for i in rest}, _tables_of(cands, rest))
+            results = wi.costs([(by_key[q].key, by_key[q].params.samples) for i in removed for q in joint[i]])
+            for i in removed:
+                loss[i] = _removal_loss(p, options, comps[group_of[options[i].table]], i, joint[i], cost_now, results)
+        drops = []
+        for g in sorted(pending):
+            weak = min(((loss[i], i) for i in comps.get(g, []) if loss.get(i) is not None), default=None)
+            if weak is not None:
+                drops.append(weak[1])
+        if not drops:
             return final, joint
-        final.remove(weakest[1])
+        final = [i for i in final if i not in drops]
+        pending = {group_of[options[i].table] for i in drops}
+
+
+def _removal_loss(p: Problem, options: dict[str, Option], comp: list[str], ident: str, served: dict[str, float],
+                  cost_now: dict[str, float], without: dict) -> float | None:
+    """What removing `ident` from the chosen set loses, if that is less than it must save
+    (it does not pay for itself next to the others); None if it pays."""
+    o = options[ident]
+    saved = then = 0.0
+    for q in served:
+        r = without[q]
+        if isinstance(r, Unplannable):
+            return None
+        saved += p.calls[q] * (r[0] - cost_now[q])
+        then += p.calls[q] * r[0]
+    mine = [options[x] for x in comp if options[x].table == o.table]
+    net = saved - upkeep_delta(p, o.table, [x for x in mine if x.ident != ident], mine) \
+        - p.size_cost_per_mb * o.size_bytes / 2**20
+    return net if net <= 0 or net < p.min_gain * then else None
+
+
+def _tables_of(cands: dict[str, Candidate], idents: list[str]) -> dict[str, str]:
+    return {i: f"{cands[i].schema}.{cands[i].table}" for i in idents}
 
 
 def _joint_costs(wi: WhatIf, reads: list[Analysed], options: dict[str, Option], cands: dict[str, Candidate],
                  origin: dict[str, Sender], chosen: list[str]):
-    """{ident: {query key: cost}}: with all `chosen` active, each statement's cost is credited
-    to the chosen indexes its plans use."""
-    wi.activate({i: (cands[i].hypo_ddl(), origin[i]) for i in chosen})
+    """({ident: {query key: cost}}, {query key: cost}): with all `chosen` active, each
+    statement's cost, credited to the chosen indexes its plans use."""
+    wi.activate({i: (cands[i].hypo_ddl(), origin[i]) for i in chosen}, _tables_of(cands, chosen))
     tables = {options[i].table for i in chosen}
     out: dict[str, dict[str, float]] = {i: {} for i in chosen}
-    affected = [a for a in reads if any(f"{t.schema}.{t.name}" in tables for t in a.tables.values())]
+    now: dict[str, float] = {}
+    affected = [a for a in reads if any(_table_key(t) in tables for t in a.tables.values())]
     results = wi.costs([(a.key, a.params.samples) for a in affected])
     for a in affected:
         r = results[a.key]
         if isinstance(r, Unplannable):
             continue
-        for i in chosen:
-            if i in r[2]:
+        now[a.key] = r[0]
+        for i in r[2]:
+            if i in out:
                 out[i][a.key] = r[0]
-    return out
+    return out, now
 
 
 def _joint_options(options: dict[str, Option], chosen: list[str], joint) -> dict[str, Option]:
@@ -290,11 +404,11 @@ def _joint_options(options: dict[str, Option], chosen: list[str], joint) -> dict
                       joint.get(i, {})) for i in chosen}
 
 
-def _create_rec(c: Candidate, options: dict[str, Option], final: list[str], joint, reads: list[Analysed],
+def _create_rec(c: Candidate, options: dict[str, Option], final: list[str], joint, by_key: dict[str, Analysed],
                 p: Problem, total_ms: float, catalog: Catalog) -> Recommendation:
     o = options[c.identity()]
     t = catalog.table(c.schema, c.table)
-    served = [a for a in reads if a.key in joint.get(o.ident, {})]
+    served = [by_key[q] for q in joint.get(o.ident, {})]
     taken = {ix.name for tb in catalog.tables() if tb.schema == c.schema for ix in tb.indexes}
     parts = [k.name_part() for k in c.keys] + (["where", c.predicate[0], c.predicate[1]] if c.predicate else [])
     name = ddl.index_name(c.table, parts, c.identity(), taken)
@@ -362,3 +476,14 @@ def _drop_recs(db: Database, catalog: Catalog, activity: Activity, s: Settings,
 
 def _mb(n: int) -> str:
     return f"{n / 2**20:.0f} MB" if n >= 2**20 else f"{max(n, 8192) // 1024} kB"
+
+
+def _planned_texts(wi: WhatIf, analysed: list[Analysed]) -> dict[str, str]:
+    """Per queryid, which text was planned: the normalized one, or it rewritten (and how;
+    the kinds of change only: stats are no place for statement text)."""
+    out = {}
+    for a in analysed:
+        p = wi.planned(a.key)
+        for q in a.queryids:
+            out[str(q)] = f"rewritten: {', '.join(p.rewrites)}" if p.rewritten else "normalized"
+    return out

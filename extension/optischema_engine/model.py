@@ -42,26 +42,26 @@ class Activity:
 @dataclass
 class Settings:
     """Knobs of the advisor. The SQL side mirrors them as settings keys with the same names."""
-    min_query_share: float = 0.001
-    """Fraction of the window's DB time (total_ms) a query needs to be analysed."""
-    min_calls: int = 2
-    """Calls a query needs in the window to be analysed (one-off reports are not a workload)."""
-    max_queries: int = 50
-    """Analyse at most this many queries, heaviest first (bounds EXPLAIN calls)."""
+    statement_coverage: float = 0.95
+    """Read statements are analysed heaviest first until they cover this fraction of the
+    window's read statement time (the rest is recorded as left out)."""
+    min_calls: int = 1
+    """Calls a query needs in the window to be analysed. 1: a statement run once (a 20-second
+    report) is part of the workload; statements are selected by the time they take."""
+    max_queries: int = 2000
+    """Analyse at most this many read statements, heaviest first (a ceiling on the work)."""
     min_cost_reduction: float = 0.1
     """An index counts for a query only if the query's estimated cost falls by this fraction."""
-    min_workload_gain: float = 0.01
-    """An index is added (and kept) only if it lowers the workload's estimated cost (calls x plan
-    cost, write upkeep included) by this fraction of what that cost is with the indexes chosen
-    before it: the bar falls as the big wins are taken, but stays relative to what is left."""
+    min_index_gain: float = 0.05
+    """An index is added (and kept) only if it saves the statements it serves more than its
+    upkeep and size, and at least this fraction of what those statements cost with the indexes
+    chosen before it. Judged on its own statements only: unrelated tables change nothing."""
     write_cost_per_entry: float = 2.0
     """Planner cost units charged per index entry written by an INSERT or a non-HOT UPDATE."""
     size_cost_per_mb: float = 0.0
     """Cost units per round charged per MB of new index (0: size only breaks ties)."""
     max_indexes_per_table: int = 6
-    """New indexes proposed per table at most."""
-    max_new_indexes: int = 12
-    """New indexes proposed in one run at most."""
+    """New indexes proposed per table at most (a safety net: there is no limit on the total)."""
     max_key_columns: int = 3
     """Key columns of a candidate at most (INCLUDE columns not counted)."""
     param_samples: int = 3

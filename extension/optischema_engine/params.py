@@ -148,9 +148,10 @@ def _stats_value(st: ColumnStats | None, op: str, k: int, n: int) -> str | None:
 
 def plan_params(types: list[str], facts: PlanFacts, relids: dict[str, int], limit_params: set[int],
                 rows_per_call: float, values: ValueSource, queryids: list[int], samples: int,
-                reader: int) -> ParamPlan:
+                reader: int, given: dict[int, str] | None = None) -> ParamPlan:
     """Values for every parameter, or no samples (generic plan) if a compared parameter has
-    none. `reader`: the role the statement is planned as."""
+    none. `reader`: the role the statement is planned as. `given`: parameters whose value
+    any valid one stands for (plannable.py: an extract() field), NULL would fold away."""
     # parameter -> (relation, relid, column, operator, position in an IN list)
     bound: dict[int, tuple[Relation, int, str, str, int]] = {}
     single = next(iter(facts.relations)) if len(facts.relations) == 1 else None
@@ -168,7 +169,9 @@ def plan_params(types: list[str], facts: PlanFacts, relids: dict[str, int], limi
     fixed: dict[int, str] = {}
     missing = False
     for n in range(1, len(types) + 1):
-        if n in limit_params:
+        if given and n in given:
+            per_param[n], source[n] = [given[n]], "given"
+        elif n in limit_params:
             per_param[n] = [str(max(1, min(1000, math.ceil(rows_per_call))))]
             source[n] = "rows_per_call"
         elif n in bound:

@@ -68,7 +68,7 @@ class Failed(Exception):
 _SENDERS_SQL = """
 SELECT r.queryid::bigint AS queryid, r.userid::bigint AS oid, a.rolname AS name,
        a.oid IS NOT NULL AND pg_catalog.pg_has_role(a.oid, 'MEMBER') AS may
-FROM optischema.query_roles r LEFT JOIN pg_catalog.pg_roles a ON a.oid = r.userid
+FROM optischema.query_roles r LEFT JOIN pg_catalog.pg_roles a ON a.oid = r.userid AND a.rolname = r.rolname
 WHERE r.queryid = ANY ($1::bigint[])
 ORDER BY r.last_seen DESC, r.userid"""
 # A role's search_path as its sessions in this database get it: role+database, then

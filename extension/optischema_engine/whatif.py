@@ -6,6 +6,7 @@ Leaves the session as found: exactly the hypothetical indexes it created are rem
 from __future__ import annotations
 
 from .db import Database
+from .plannable import Plannable, plannable
 from .plans import index_names, root
 from .senders import Failed, Planning, Sender, first_line, planning, resolve_one, statement_name
 from .sqltext import quote_literal, single_statement, strip_semicolon
@@ -24,6 +25,9 @@ class Unplannable(Exception):
     """The text cannot be re-planned (the reason is recorded, advise() goes on)."""
 
 
+CHUNK = 200     # statements in one call at most: bounds the memory a call's results take
+
+
 class WhatIf:
     """Inside a `senders.planning()` block."""
 
@@ -31,10 +35,16 @@ class WhatIf:
         self.db = db
         self.planning = planning
         self.explain_calls = 0
+        self.cache_hits = 0
         self.hypo_created = 0
         self._stmts: dict[str, tuple[str, Sender, int]] = {}    # key -> (text, sender, parameters)
+        self._planned: dict[str, Plannable] = {}
         self._hypo: dict[str, tuple[int, str, int]] = {}     # identity -> (oid, name, size)
         self._active: set[str] = set()
+        # A hypothetical index can change only the plans of statements that read its table:
+        # a statement's costs are cached per the active indexes on the tables it reads.
+        self._scope: dict[str, frozenset[str]] = {}          # key -> tables it reads
+        self._table: dict[str, str] = {}                     # identity -> its table
         self._cache: dict[tuple, tuple[float, list[dict], frozenset[str]]] = {}
         self.last_used: frozenset[str] = frozenset()
         self._hypopg_schema: str | None = None
@@ -57,19 +67,56 @@ class WhatIf:
     # -- statements --------------------------------------------------------------------
     def prepare(self, text: str, sender: Sender) -> tuple[str, list[str]]:
         """Checks that `text` prepares as `sender`; returns (key for cost(), parameter types)."""
-        result = self._run(sender, [self._group(text, [(_TYPES_SQL.format(name="'{name}'"), True)])])[0]
-        if isinstance(result, str):
-            raise Unplannable(result)
-        rows = result[0]
-        types = [str(t) for t in (rows[0]["t"] or [])] if rows else []
-        if "pg_catalog.unknown" in types:
-            raise Unplannable("parameter of undetermined type")
-        key = statement_name()
-        self._stmts[key] = (text, sender, len(types))
-        return key, types
+        result = self.prepare_many([(text, sender)])[0]
+        if isinstance(result, Unplannable):
+            raise result
+        return result
+
+    def prepare_many(self, items: list[tuple[str, Sender]]) -> list[tuple[str, list[str]] | Unplannable]:
+        """prepare() of several texts: one call per sender (and CHUNK texts). Each text is
+        first made plannable (plannable.py): what is prepared is planned(key).text."""
+        out: list[tuple[str, list[str]] | Unplannable] = [Unplannable("not prepared")] * len(items)
+        planned = [plannable(text) for text, _ in items]
+        by_sender: dict[int, list[int]] = {}
+        for n, (_, sender) in enumerate(items):
+            by_sender.setdefault(sender.oid, []).append(n)
+        for ns in by_sender.values():
+            for chunk in _chunks(ns):
+                sender = items[chunk[0]][1]
+                groups = [self._group(planned[n].text, [(_TYPES_SQL.format(name="'{name}'"), True)]) for n in chunk]
+                for n, result in zip(chunk, self._run(sender, groups)):
+                    if isinstance(result, str):
+                        out[n] = Unplannable(result + (f" (text rewritten: {', '.join(planned[n].rewrites)})"
+                                                       if planned[n].rewritten else ""))
+                        continue
+                    rows = result[0]
+                    types = [str(t) for t in (rows[0]["t"] or [])] if rows else []
+                    if "pg_catalog.unknown" in types:
+                        out[n] = Unplannable("parameter of undetermined type")
+                        continue
+                    key = statement_name()
+                    self._stmts[key] = (planned[n].text, sender, len(types))
+                    self._planned[key] = planned[n]
+                    out[n] = (key, types)
+        return out
+
+    def set_scope(self, key: str, tables: set[str]) -> None:
+        """The tables statement `key` reads (as activate()'s `tables` name them): its costs
+        are then cached per the active indexes on those tables only."""
+        self._scope[key] = frozenset(tables)
+
+    def _relevant(self, key: str) -> frozenset[str]:
+        scope = self._scope.get(key)
+        if scope is None:
+            return frozenset(self._active)
+        return frozenset(i for i in self._active if self._table.get(i, "") in scope or i not in self._table)
 
     def sender(self, key: str) -> Sender:
         return self._stmts[key][1]
+
+    def planned(self, key: str) -> Plannable:
+        """The text prepared for statement `key`: the normalized one, or rewritten."""
+        return self._planned[key]
 
     def cost(self, key: str, samples: list[list[str]]) -> tuple[float, list[dict]]:
         """Mean total cost over the parameter samples (generic plan if none), with the
@@ -89,12 +136,13 @@ class WhatIf:
         out: dict[str, tuple[float, list[dict], frozenset[str]] | Unplannable] = {}
         todo: dict[int, list[tuple[str, tuple]]] = {}
         for key, samples in items:
-            ck = (key, tuple(tuple(args) for args in samples), frozenset(self._active))
+            ck = (key, tuple(tuple(args) for args in samples), self._relevant(key))
             if ck in self._cache:
+                self.cache_hits += 1
                 out[key] = self._cache[ck]
             else:
                 todo.setdefault(self._stmts[key][1].oid, []).append((key, ck))
-        for batch in todo.values():
+        for batch in (c for b in todo.values() for c in _chunks(b)):
             sender = self._stmts[batch[0][0]][1]
             groups = [self._group(self._stmts[key][0], self._explains(key, [list(a) for a in ck[1]]))
                       for key, ck in batch]
@@ -106,7 +154,7 @@ class WhatIf:
                 # hypopg names carry the oid, which changes when an index is re-created: record
                 # which hypothetical indexes the plans use by identity, now
                 used_names = set().union(*(index_names(p) for p in plans))
-                used = frozenset(i for i in self._active if self._hypo[i][1] in used_names)
+                used = frozenset(i for i in ck[2] if self._hypo[i][1] in used_names)
                 self._cache[ck] = out[key] = (sum(p["Total Cost"] for p in plans) / len(plans), plans, used)
         return out
 
@@ -134,40 +182,43 @@ class WhatIf:
             self._hypopg_schema = rows[0]["h"]
         return self._hypopg_schema
 
-    def activate(self, identities: dict[str, tuple[str, Sender]]) -> None:
+    def activate(self, identities: dict[str, tuple[str, Sender]], tables: dict[str, str] | None = None) \
+            -> dict[str, str]:
         """Make exactly these hypothetical indexes (identity -> (hypopg DDL, the role whose
-        statement it is for)) active. Each is created as that role: the DDL's expressions
-        and predicate come from its statement, and resolving them can run its code."""
+        statement it is for)) active; `tables`: identity -> its table, for set_scope().
+        Each is created as that role: the DDL's expressions and predicate come from its
+        statement, and resolving them can run its code. Returns {identity: why it could
+        not be created} (e.g. an operator class the column type lacks); the others are active."""
         for ident in list(self._active):
             if ident not in identities:
                 self.db.query(f"SELECT {self._hypopg}.hypopg_drop_index($1::oid)", [self._hypo[ident][0]])
                 self._active.discard(ident)
                 del self._hypo[ident]
+        self._table.update(tables or {})
         todo: dict[int, list[tuple[str, str, Sender]]] = {}       # one call per role
         for ident, (sql, sender) in identities.items():
             if ident not in self._active:
                 todo.setdefault(sender.oid, []).append((ident, sql, sender))
-        failed: list[str] = []
-        for batch in todo.values():
-            groups = [[(f"SELECT h.indexrelid::bigint AS oid, h.indexname AS name "
+        failed: dict[str, str] = {}
+        for batch in (c for b in todo.values() for c in _chunks(b)):
+            groups = [[(f"SELECT h.indexrelid::bigint AS oid, h.indexname AS name, "
+                        f"{self._hypopg}.hypopg_relation_size(h.indexrelid)::bigint AS size "
                         f"FROM {self._hypopg}.hypopg_create_index({quote_literal(sql)}) h", True)]
                       for _, sql, _ in batch]
             try:
                 results = self.planning.run_groups(batch[0][2], groups)
             except Exception as e:  # noqa: BLE001 - Refused, or the whole call failed
-                raise Unplannable(first_line(e)) from None
+                failed.update((ident, first_line(e)) for ident, _, _ in batch)
+                continue
             for (ident, _, _), result in zip(batch, results):
-                if isinstance(result, Failed):         # e.g. an operator class the column type lacks
-                    failed.append(first_line(result))
+                if isinstance(result, Failed):
+                    failed[ident] = first_line(result)
                     continue
                 row = result[0][0]
-                size = self.db.query(f"SELECT {self._hypopg}.hypopg_relation_size($1::oid)::bigint AS s",
-                                     [row["oid"]])[0]["s"]
-                self._hypo[ident] = (int(row["oid"]), row["name"], int(size))
+                self._hypo[ident] = (int(row["oid"]), row["name"], int(row["size"]))
                 self._active.add(ident)
                 self.hypo_created += 1
-        if failed:
-            raise Unplannable(failed[0])
+        return failed
 
     def size(self, ident: str) -> int:
         return self._hypo[ident][2]
@@ -180,6 +231,10 @@ class WhatIf:
         for ident in list(self._active):
             self.db.query(f"SELECT {self._hypopg}.hypopg_drop_index($1::oid)", [self._hypo[ident][0]])
         self._active.clear()
+
+
+def _chunks(items: list) -> list[list]:
+    return [items[k:k + CHUNK] for k in range(0, len(items), CHUNK)]
 
 
 def generic_plan(db: Database, queryid: int, text: str) -> tuple[dict | None, str | None]:

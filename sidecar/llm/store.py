@@ -14,11 +14,12 @@ def recommend(conn: psycopg.Connection, draft: Draft, explanation: str) -> tuple
     """(recommendation id, whether an 'llm' row was written now rather than left as it was)."""
     with conn.cursor() as cur:
         cur.execute("SELECT rec_id, written FROM optischema._llm_recommend("
-                    "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     (draft.key, draft.kind, draft.title, draft.ddl, draft.rollback_ddl, draft.table_name,
                      draft.index_name, draft.queryids, Jsonb(draft.benefit), Jsonb(draft.evidence),
                      draft.estimated_size_bytes, draft.score, explanation,
-                     None if draft.index_spec is None else Jsonb(draft.index_spec)))
+                     None if draft.index_spec is None else Jsonb(draft.index_spec),
+                     None if draft.action_spec is None else Jsonb(draft.action_spec)))
         rec_id, written = cur.fetchone()
         return int(rec_id), bool(written)
 

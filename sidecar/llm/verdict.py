@@ -30,6 +30,7 @@ class Draft:
     index_name: str | None = None
     estimated_size_bytes: int | None = None
     index_spec: dict | None = None      # create_index: what the SQL side builds it from (sql/09_index_ddl.sql)
+    action_spec: dict | None = None     # config: what the SQL side builds it from (sql/12_actions.sql)
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,29 @@ ALTER TABLE optischema._recommendations ADD COLUMN IF NOT EXISTS index_spec json
 DROP FUNCTION IF EXISTS optischema._check_index_ddl(text);
 -- grant_usage() takes a level ('reader', 'admin', 'sidecar') instead of admin boolean.
 DROP FUNCTION IF EXISTS optischema.grant_usage(name, boolean);
--- _llm_recommend() takes the index description (p_index_spec).
+-- _llm_recommend() takes the index description (p_index_spec) and a setting's (p_action_spec).
 DROP FUNCTION IF EXISTS optischema._llm_recommend(text, text, text, text, text, text, text, bigint[], jsonb, jsonb,
                                                   bigint, double precision, text);
 -- Each statement's senders as the last snapshot saw them, and when query_roles was written for it
 -- (NULL in 0.1.0 rows: the next snapshot in which the statement runs records them).
 ALTER TABLE optischema._query_state ADD COLUMN IF NOT EXISTS senders oid[];
 ALTER TABLE optischema._query_state ADD COLUMN IF NOT EXISTS roles_seen bigint;
+
+-- Maintenance and config recommendations carry the description their statement is built from (sql/12_actions.sql).
+ALTER TABLE optischema._recommendations ADD COLUMN IF NOT EXISTS action_spec jsonb;
+-- A change of a setting acts on no index (index_schema/index_name NULL), records what its apply found
+-- (prior_state, restored by its rollback), and its effect check may find the evidence unchanged.
+ALTER TABLE optischema._changes ALTER COLUMN index_schema DROP NOT NULL, ALTER COLUMN index_name DROP NOT NULL;
+ALTER TABLE optischema._changes ADD COLUMN IF NOT EXISTS prior_state jsonb;
+ALTER TABLE optischema._changes DROP CONSTRAINT IF EXISTS _changes_plan_check_check;
+ALTER TABLE optischema._changes ADD CONSTRAINT _changes_plan_check_check
+    CHECK (plan_check IN ('pending', 'verified', 'not_used', 'skipped', 'unchanged'));
+-- Checkpoints and WAL position in each snapshot (NULL in rows taken before 0.2.0).
+ALTER TABLE optischema.snapshots ADD COLUMN IF NOT EXISTS checkpoints_timed bigint;
+ALTER TABLE optischema.snapshots ADD COLUMN IF NOT EXISTS checkpoints_req bigint;
+ALTER TABLE optischema.snapshots ADD COLUMN IF NOT EXISTS wal_lsn pg_lsn;
+-- cancel_job() of a running job records who asked; its sidecar stops it.
+ALTER TABLE optischema.jobs ADD COLUMN IF NOT EXISTS cancel_requested_by text;
 
 -- @SOURCES@
 
@@ -43,9 +59,10 @@ DECLARE
 BEGIN
     IF s IS NOT NULL AND optischema._preloaded('pg_stat_statements') THEN
         EXECUTE pg_catalog.format($q$
-            INSERT INTO optischema.query_roles (queryid, userid, first_seen, last_seen)
-            SELECT DISTINCT p.queryid, p.userid, x.id, x.id
+            INSERT INTO optischema.query_roles (queryid, userid, rolname, first_seen, last_seen)
+            SELECT DISTINCT p.queryid, p.userid, a.rolname, x.id, x.id
             FROM %I.pg_stat_statements(false) p
+            JOIN pg_catalog.pg_roles a ON a.oid = p.userid
             JOIN optischema.queries q ON q.queryid = p.queryid AND NOT q.own
             CROSS JOIN (SELECT coalesce(max(id), 0) AS id FROM optischema.snapshots) x
             WHERE p.toplevel AND p.dbid = (SELECT d.oid FROM pg_catalog.pg_database d

@@ -1,5 +1,5 @@
 BEGIN;
-SELECT plan(28);
+SELECT plan(32);
 
 SELECT throws_ok($$SELECT * FROM optischema.top_queries(NULL)$$, '22023',
     'since must be a positive interval, got NULL', 'NULL since is a clear error');
@@ -67,6 +67,15 @@ SELECT is((SELECT query FROM optischema.top_queries('1 hour', 1000) WHERE queryi
 SELECT is((SELECT query FROM optischema.top_queries('1 hour', 1000) WHERE queryid = :su_q),
           '<insufficient privilege>', 'but not the texts of other roles');
 RESET ROLE;
+-- After a restore into another cluster the OID may name another role: it counts only under its recorded name.
+UPDATE optischema.query_roles SET rolname = 'cap_tap_someone_else' WHERE queryid = :app_q;
+SET ROLE cap_tap_reader;
+SELECT is((SELECT query FROM optischema.top_queries('1 hour', 1000) WHERE queryid = :app_q),
+          '<insufficient privilege>', 'a sender recorded under another name is not this role');
+RESET ROLE;
+SELECT is((SELECT count(*)::int FROM optischema._senders(:app_q) s WHERE s = 'cap_tap_app'::regrole), 0,
+          'and nothing is planned as it');
+UPDATE optischema.query_roles SET rolname = 'cap_tap_app' WHERE queryid = :app_q;
 SET ROLE cap_tap_app;
 SELECT throws_ok('SELECT * FROM optischema.top_queries()', '42501', NULL, 'a role without OptiSchema access calls nothing');
 RESET ROLE;
@@ -108,6 +117,20 @@ RESET ROLE;
 SELECT is((SELECT explanation FROM optischema.recommendations WHERE title = 'Rewrite query'),
           'sum(a) over tq_probe reads every row', 'a superuser sees it all');
 SELECT is((SELECT count(*)::int FROM optischema.changes WHERE plan_evidence ? 'queries'), 2, 'the plans too');
+
+-- An admin reads optischema.queries (recommend() and context() run with its
+-- rights), and there too only the rows whose text it could read in pg_stat_statements.
+CREATE ROLE cap_tap_admin;
+SELECT optischema.grant_usage('cap_tap_admin', 'admin');
+SET ROLE cap_tap_admin;
+SELECT is((SELECT count(*)::int FROM optischema.queries WHERE queryid IN (:su_q, :app_q)), 0,
+          'an admin reads no text of another role''s statement from the table');
+RESET ROLE;
+GRANT cap_tap_app TO cap_tap_admin;
+SET ROLE cap_tap_admin;
+SELECT results_eq('SELECT queryid FROM optischema.queries WHERE queryid IN (' || :su_q || ', ' || :app_q || ')',
+    ARRAY[:app_q::bigint], 'but those of the roles it is a member of');
+RESET ROLE;
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -5,7 +5,7 @@ SELECT plan(13);
 SELECT optischema.enqueue('noop') AS j \gset
 SELECT lives_ok(format('SELECT optischema.cancel_job(%s)', :j), 'a pending job can be cancelled');
 SELECT is((SELECT status FROM optischema.jobs WHERE id = :j), 'cancelled', 'it is cancelled');
-SELECT throws_ok(format('SELECT optischema.cancel_job(%s)', :j), '55000', format('job %s is cancelled, only a pending job can be cancelled', :j),
+SELECT throws_ok(format('SELECT optischema.cancel_job(%s)', :j), '55000', format('job %s is cancelled, only a pending or running job can be cancelled', :j),
     'a finished job cannot be cancelled');
 SELECT throws_ok($$SELECT optischema.cancel_job(-1)$$, 'P0002', 'job -1 does not exist', 'unknown job');
 SELECT throws_ok($$SELECT optischema.cancel_job(NULL)$$, 'P0002', 'job NULL does not exist', 'NULL job');

@@ -26,7 +26,7 @@ SELECT id AS rb FROM optischema._recommendations WHERE key = 'tap:b' \gset
 SELECT throws_ok($$SELECT optischema.apply(NULL)$$, '22004', 'recommendation id cannot be NULL', 'NULL id');
 SELECT throws_ok($$SELECT optischema.apply(-1)$$, 'P0002', 'recommendation -1 does not exist', 'unknown id');
 SELECT throws_ok(format('SELECT optischema.apply(%s)', :rw), '0A000',
-    format('recommendation %s is a rewrite recommendation: OptiSchema only applies index changes', :rw), 'a rewrite is not applied');
+    format('recommendation %s is a rewrite recommendation: OptiSchema does not apply those', :rw), 'a rewrite is not applied');
 SELECT throws_ok(format('SELECT optischema.apply(%s, via => %L)', :ra, 'ssh'), '22023', NULL, 'unknown via');
 SELECT throws_ok(format('SELECT optischema.apply(%s)', :evil), '42501',
     'refusing to build the index: function timeofday() is not IMMUTABLE', 'an index calling a function that is not IMMUTABLE is refused');

@@ -33,7 +33,7 @@ SELECT is(ARRAY(SELECT p.oid::regprocedure::text FROM pg_proc p
 SELECT is(ARRAY(SELECT x FROM unnest(optischema._admin_routines() || optischema._reader_routines()) x
                 WHERE to_regprocedure(regexp_replace(x, '^(FUNCTION|PROCEDURE) ', '')) IS NULL), '{}'::text[],
           'every listed routine exists');
-SELECT ok(NOT has_function_privilege('optischema_tap_admin', 'optischema._llm_recommend(text, text, text, text, text, text, text, bigint[], jsonb, jsonb, bigint, double precision, text, jsonb)', 'EXECUTE')
+SELECT ok(NOT has_function_privilege('optischema_tap_admin', 'optischema._llm_recommend(text, text, text, text, text, text, text, bigint[], jsonb, jsonb, bigint, double precision, text, jsonb, jsonb)', 'EXECUTE')
           AND NOT has_function_privilege('optischema_tap_admin', 'optischema._finish_change(bigint, text, text, jsonb, double precision)', 'EXECUTE')
           AND NOT has_function_privilege('optischema_tap_admin', 'optischema._claim_job(text, text[], interval)', 'EXECUTE')
           AND NOT has_function_privilege('optischema_tap_admin', 'optischema._change_ddl(bigint)', 'EXECUTE'),
@@ -94,7 +94,7 @@ SELECT throws_ok($$SELECT optischema.set_setting('retension', '1 day')$$, '42704
 SELECT is(optischema.reset_setting('retention'), '7 days', 'an admin resets a setting');
 SELECT throws_ok($$SELECT optischema._finish_change(1, 'succeeded')$$, '42501', NULL, 'an admin may not record an outcome');
 SELECT throws_ok($$SELECT * FROM optischema._claim_job('w', NULL, '1 minute')$$, '42501', NULL, 'nor claim a job');
-SELECT throws_ok($$SELECT * FROM optischema._llm_recommend('k', 'create_index', 't', NULL, NULL, NULL, NULL, '{}', '{}', '{}', NULL, 0, NULL, '{}')$$,
+SELECT throws_ok($$SELECT * FROM optischema._llm_recommend('k', 'create_index', 't', NULL, NULL, NULL, NULL, '{}', '{}', '{}', NULL, 0, NULL, '{}', NULL)$$,
     '42501', NULL, 'nor write a recommendation');
 SELECT throws_ok($$INSERT INTO optischema._recommendations (key, kind, source, title) VALUES ('k', 'create_index', 'llm', 't')$$,
     '42501', NULL, 'not even into the table');

@@ -14,8 +14,8 @@ INSERT INTO optischema.queries (queryid, query, own, first_seen) VALUES
  (9005, 'SELECT b FROM llm_t WHERE b LIKE $1 ORDER BY b', false, 0),
  (9006, 'SELECT * FROM llm_t WHERE b = $1', false, 0);
 -- Who sent them (9006: unknown): the plan is made as that role.
-INSERT INTO optischema.query_roles (queryid, userid, first_seen, last_seen)
-SELECT q, current_user::regrole, 0, 0 FROM unnest(ARRAY[9001, 9003, 9005]) q;
+INSERT INTO optischema.query_roles (queryid, userid, rolname, first_seen, last_seen)
+SELECT q, current_user::regrole, current_user, 0, 0 FROM unnest(ARRAY[9001, 9003, 9005]) q;
 
 SELECT is(optischema.context(9001) ->> 'query', 'SELECT * FROM llm_t WHERE a = $1', 'comments are stripped from the query text');
 SELECT ok(position('IGNORE' IN optischema.context(9001)::text) = 0 AND position('root' IN optischema.context(9001)::text) = 0,

@@ -16,6 +16,7 @@ FROM pg_namespace n WHERE n.oid = (SELECT oid FROM ns)
 UNION ALL
 SELECT 'relation', c.relname,
        concat_ws(' | ', c.relkind::text, c.relpersistence::text, pg_get_userbyid(c.relowner), c.reloptions::text,
+                 CASE WHEN c.relrowsecurity THEN 'row security' END, CASE WHEN c.relforcerowsecurity THEN 'forced' END,
                  (SELECT string_agg(a.grantee::regrole::text || ':' || a.privilege_type, ',' ORDER BY 1)
                   FROM aclexplode(c.relacl) a))
 FROM pg_class c WHERE c.relnamespace = (SELECT oid FROM ns) AND c.relkind <> 'i'
@@ -59,6 +60,11 @@ SELECT 'routine', p.proname || '(' || pg_get_function_identity_arguments(p.oid) 
                   FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a),
                  'body md5 ' || md5(p.prosrc))
 FROM pg_proc p WHERE p.pronamespace = (SELECT oid FROM ns)
+UNION ALL
+SELECT 'policy', c.relname || '.' || p.polname,
+       concat_ws(' | ', p.polcmd::text, p.polpermissive::text, p.polroles::regrole[]::text,
+                 pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid))
+FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid WHERE c.relnamespace = (SELECT oid FROM ns)
 UNION ALL
 SELECT 'trigger', c.relname || '.' || t.tgname, pg_get_triggerdef(t.oid)
 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid

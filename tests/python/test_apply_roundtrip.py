@@ -159,7 +159,7 @@ def test_plan_check_skips_text_it_cannot_replan(db_dsn: str) -> None:
     create_table(db_dsn, n=10)
     with psycopg.connect(db_dsn, autocommit=True) as conn:
         # each text is planned as its sender: statements 1-5, sent by this test's role
-        conn.execute("INSERT INTO optischema.query_roles SELECT g, current_user::regrole, 1, 1"
+        conn.execute("INSERT INTO optischema.query_roles SELECT g, current_user::regrole, current_user, 1, 1"
                      " FROM generate_series(1, 5) g")
         plan, reason = explain_generic(conn, 1, "SELECT * FROM t WHERE a = $1")
         assert reason is None and plan["Node Type"]

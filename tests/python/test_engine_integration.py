@@ -29,7 +29,7 @@ def engine_conn() -> Iterator:
             conn.execute("CREATE EXTENSION hypopg")
             # who sent each statement: the engine plans it as that role (here: this test's)
             conn.execute("CREATE SCHEMA optischema")
-            conn.execute("CREATE TABLE optischema.query_roles (queryid bigint, userid oid, first_seen bigint,"
+            conn.execute("CREATE TABLE optischema.query_roles (queryid bigint, userid oid, rolname name, first_seen bigint,"
                          " last_seen bigint, PRIMARY KEY (queryid, userid))")
             yield conn
     finally:
@@ -40,7 +40,7 @@ def engine_conn() -> Iterator:
 def run(conn, queries, settings=None, window=3600.0):
     """advise() on (text, calls, total_ms, rows) tuples; checks the session is left as found."""
     wl = [WorkloadQuery(k + 1, q, calls, ms, rows) for k, (q, calls, ms, rows) in enumerate(queries)]
-    conn.execute("INSERT INTO optischema.query_roles SELECT g, current_user::regrole, 1, 1 FROM generate_series(1, %s) g"
+    conn.execute("INSERT INTO optischema.query_roles SELECT g, current_user::regrole, current_user, 1, 1 FROM generate_series(1, %s) g"
                  " ON CONFLICT DO NOTHING", (len(wl),))
     with conn.transaction():
         result = advise(PsycopgDatabase(conn), wl, Activity(window), settings or Settings(min_calls=1))

@@ -417,6 +417,7 @@ def test_workload_analysis_sends_the_heaviest_statements(fast: psycopg.Connectio
     statements 5 times (psycopg prepares them), and the 'series' statement fails to PREPARE
     inside the what-if (a ROLLBACK TO SAVEPOINT) after the other statements' checks."""
     ids = seed_workload(fast)
+    fast.execute("SELECT optischema.set_setting('min_calls', '2')")   # one-offs are not sent (default: they are)
     fake_llm.script(answer({"proposals": [
         {"kind": "config", "name": "random_page_cost", "value": "1.1", "scope": "system", "explanation": "SSD"},
         {"kind": "index", "table": "orders", "columns": ["customer_id"], "method": "btree", "where": None,

@@ -1,4 +1,4 @@
-"""The answer schema, the prompt, Retry-After and setting values, without a database."""
+"""The answer schema, the prompt and Retry-After, without a database."""
 from __future__ import annotations
 
 import json
@@ -6,11 +6,9 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from optischema_sidecar.llm.check_config import _value
 from optischema_sidecar.llm.client import _retry_after
 from optischema_sidecar.llm.models import Analysis, IndexProposal, response_format
 from optischema_sidecar.llm.prompt import CLOSE, OPEN, messages
-from optischema_sidecar.llm.verdict import Rejected
 
 
 def test_schema_is_strict_and_closed() -> None:
@@ -54,35 +52,4 @@ def test_retry_after_forms(headers: dict[str, str], seconds: float | None) -> No
     assert _retry_after(_Response(headers)) == seconds
 
 
-def _setting(**kw) -> dict:
-    base = {"name": "work_mem", "vartype": "integer", "unit": "kB", "min_val": "64", "max_val": "2147483647",
-            "enumvals": None}
-    return {**base, **kw}
-
-
-@pytest.mark.parametrize("setting, text, canonical, own", [
-    (_setting(), "64MB", "64MB", 65536.0),
-    (_setting(), "2048", "2048", 2048.0),                                       # no unit: the setting's own
-    (_setting(name="shared_buffers", unit="8kB", min_val="16", max_val="1073741823"), "1GB", "1GB", 131072.0),
-    (_setting(name="statement_timeout", unit="ms", min_val="0"), "1.5s", "1.5s", 1500.0),
-    (_setting(name="random_page_cost", vartype="real", unit=None, min_val="0", max_val="1.79769e+308"),
-     "1.1", "1.1", 1.1),
-    (_setting(name="jit", vartype="bool", unit=None), "TRUE", "on", None),
-    (_setting(name="plan_cache_mode", vartype="enum", unit=None, enumvals=["auto", "force_generic_plan"]),
-     "Auto", "auto", None),
-])
-def test_setting_values_are_parsed_like_postgresql(setting: dict, text: str, canonical: str, own) -> None:
-    assert _value(setting, text) == (canonical, own)
-
-
-@pytest.mark.parametrize("setting, text, reason", [
-    (_setting(), "32", "out of range"),
-    (_setting(), "1.5kB", "not a whole number"),
-    (_setting(), "64 ms", "unit 'ms' does not fit"),
-    (_setting(), "lots", "not a number"),
-    (_setting(name="jit", vartype="bool", unit=None), "maybe", "not a boolean"),
-    (_setting(name="random_page_cost", vartype="real", unit=None, min_val="0", max_val="100"), "2MB", "takes no unit"),
-])
-def test_bad_setting_values_are_rejected(setting: dict, text: str, reason: str) -> None:
-    with pytest.raises(Rejected, match=reason):
-        _value(setting, text)
+# Setting values are read by the database (optischema._setting_value()): tests/pgtap/22_actions.sql.
