@@ -129,8 +129,23 @@ CREATE OR REPLACE FUNCTION optischema._load_engine() RETURNS text
 LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
 AS $$
+import os
 import sys
 want, where = '@EXTVERSION@', '@ENGINE_DIR@/@EXTVERSION@'
+if 'pglast' not in sys.modules:
+    # libpg_query, under pglast, holds its own copy of PostgreSQL's parser
+    # (raw_parser, palloc, ...): loaded into a backend the usual way, its calls
+    # bind to the server's functions of the same names and crash the backend.
+    # RTLD_DEEPBIND makes it use its own.
+    flags = sys.getdlopenflags()
+    sys.setdlopenflags(flags | os.RTLD_DEEPBIND)
+    try:
+        import pglast.parser
+    except ImportError as e:
+        plpy.error(f"the engine needs pglast (libpg_query) in the server's Python: {e}",
+                   hint="Install the Debian/Ubuntu package python3-pglast, then retry.", sqlstate="58P01")
+    finally:
+        sys.setdlopenflags(flags)
 engine = sys.modules.get('optischema_engine')
 if getattr(engine, '__version__', None) != want:
     for name in [n for n in sys.modules if n == 'optischema_engine' or n.startswith('optischema_engine.')]:
