@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -43,7 +45,8 @@ def _drop_invalid(conn: psycopg.Connection, schema: str, name: str) -> bool:
     """Drops the index if it is INVALID; True when none is left behind."""
     if _index_valid(conn, schema, name) is not False:
         return True
-    conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}.{}").format(sql.Identifier(schema), sql.Identifier(name)))
+    with _bounded(conn, statement=False):
+        conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}.{}").format(sql.Identifier(schema), sql.Identifier(name)))
     log.info("dropped INVALID index", extra={"index": f"{schema}.{name}"})
     return True
 
@@ -59,16 +62,21 @@ def _terminate_orphans(conn: psycopg.Connection, ddl: str) -> int:
     return row[0] if row else 0
 
 
-def _set_timeouts(conn: psycopg.Connection) -> None:
-    """lock_timeout and statement_timeout from the database's settings (session level: autocommit)."""
+@contextmanager
+def _bounded(conn: psycopg.Connection, statement: bool = True) -> Iterator[None]:
+    """The statements of the block under the database's ddl_lock_timeout and, for the
+    change's own statement, ddl_statement_timeout (session level: autocommit). Only
+    those: the executor's catalog reads and bookkeeping around them are not the build."""
     conn.execute(
         "SELECT pg_catalog.set_config('lock_timeout', (extract(epoch FROM optischema.setting('ddl_lock_timeout')::interval) * 1000)::bigint::text, false),"
-        " pg_catalog.set_config('statement_timeout', (extract(epoch FROM optischema.setting('ddl_statement_timeout')::interval) * 1000)::bigint::text, false)")
-
-
-def _reset_timeouts(conn: psycopg.Connection) -> None:
-    conn.execute("RESET lock_timeout")
-    conn.execute("RESET statement_timeout")
+        " pg_catalog.set_config('statement_timeout', CASE WHEN %s THEN (extract(epoch FROM optischema.setting('ddl_statement_timeout')::interval) * 1000)::bigint::text ELSE '0' END, false)",
+        (statement,))
+    try:
+        yield
+    finally:
+        if not conn.closed and not conn.broken:
+            conn.execute("RESET lock_timeout")
+            conn.execute("RESET statement_timeout")
 
 
 def _finish(conn: psycopg.Connection, change_id: int, status: str, error: str | None,
@@ -91,12 +99,7 @@ def run_change(conn: psycopg.Connection, job: Job) -> dict[str, Any]:
         return {"change_id": change_id, "outcome": change["status"], "note": "already finished"}
     if change["status"] == "failed":
         # A retry after a failed build whose INVALID index could not be dropped then.
-        _set_timeouts(conn)
-        try:
-            _cleanup_or_retry(conn, schema, name, change["error"])
-        finally:
-            if not conn.closed:
-                _reset_timeouts(conn)
+        _cleanup_or_retry(conn, schema, name, change["error"])
         return {"change_id": change_id, "outcome": "failed", "cleanup": "done"}
     try:
         op, ddl = conn.execute("SELECT op, ddl FROM optischema._change_ddl(%s)", (change_id,)).fetchone()
@@ -110,48 +113,44 @@ def run_change(conn: psycopg.Connection, job: Job) -> dict[str, Any]:
         log.warning("terminated backends of an earlier attempt", extra={"change_id": change_id, "backends": n})
     if op in ("run", "reload"):
         return _run_statement(conn, job, change_id, op, ddl, schema, name)
-    _set_timeouts(conn)
+    state = _index_valid(conn, schema, name)
+    if op == "create" and state is True:
+        _finish(conn, change_id, "succeeded", None, {"note": "the index already existed"}, 0.0)
+        return {"change_id": change_id, "outcome": "succeeded", "note": "already existed"}
+    if op == "drop" and state is None:
+        _finish(conn, change_id, "succeeded", None, {"note": "the index did not exist"}, 0.0)
+        return {"change_id": change_id, "outcome": "succeeded", "note": "already absent"}
+    if op == "create" and state is False:
+        _drop_invalid(conn, schema, name)
+    t0 = time.monotonic()
     try:
-        state = _index_valid(conn, schema, name)
-        if op == "create" and state is True:
-            _finish(conn, change_id, "succeeded", None, {"note": "the index already existed"}, 0.0)
-            return {"change_id": change_id, "outcome": "succeeded", "note": "already existed"}
-        if op == "drop" and state is None:
-            _finish(conn, change_id, "succeeded", None, {"note": "the index did not exist"}, 0.0)
-            return {"change_id": change_id, "outcome": "succeeded", "note": "already absent"}
-        if op == "create" and state is False:
-            _drop_invalid(conn, schema, name)
-        t0 = time.monotonic()
-        try:
+        with _bounded(conn):
             conn.execute(ddl)
-        except psycopg.Error as e:
-            if conn.broken or job["release_requested"].is_set() or job["cancel_requested"].is_set():
-                # The connection is gone, or the sidecar is stopping: the
-                # change stays running and the job's next attempt resumes it.
-                # Or the job was cancelled: the change ends with it.
-                if not conn.broken:
-                    _drop_invalid(conn, schema, name)
-                if job["cancel_requested"].is_set() and not conn.broken:
-                    raise JobCancelled(_describe(e)) from e
-                raise
-            ms = (time.monotonic() - t0) * 1000
-            error = _describe(e)
-            _finish(conn, change_id, "failed", error, {"sqlstate": e.sqlstate}, ms)
-            log.warning("change failed", extra={"change_id": change_id, "error": error})
-            _cleanup_or_retry(conn, schema, name, error)
-            raise JobError(error, retry=False) from e
+    except psycopg.Error as e:
+        if conn.broken or job["release_requested"].is_set() or job["cancel_requested"].is_set():
+            # The connection is gone, or the sidecar is stopping: the
+            # change stays running and the job's next attempt resumes it.
+            # Or the job was cancelled: the change ends with it.
+            if not conn.broken:
+                _drop_invalid(conn, schema, name)
+            if job["cancel_requested"].is_set() and not conn.broken:
+                raise JobCancelled(_describe(e)) from e
+            raise
         ms = (time.monotonic() - t0) * 1000
-        if op == "create" and _index_valid(conn, schema, name) is not True:
-            error = f"index {schema}.{name} is not valid after the build"
-            _finish(conn, change_id, "failed", error, {}, ms)
-            _cleanup_or_retry(conn, schema, name, error)
-            raise JobError(error, retry=False)
-        _finish(conn, change_id, "succeeded", None, {}, ms)
-        log.info("change succeeded", extra={"change_id": change_id, "duration_ms": round(ms, 1)})
-        return {"change_id": change_id, "outcome": "succeeded", "duration_ms": ms}
-    finally:
-        if not conn.closed:
-            _reset_timeouts(conn)
+        error = _describe(e)
+        _finish(conn, change_id, "failed", error, {"sqlstate": e.sqlstate}, ms)
+        log.warning("change failed", extra={"change_id": change_id, "error": error})
+        _cleanup_or_retry(conn, schema, name, error)
+        raise JobError(error, retry=False) from e
+    ms = (time.monotonic() - t0) * 1000
+    if op == "create" and _index_valid(conn, schema, name) is not True:
+        error = f"index {schema}.{name} is not valid after the build"
+        _finish(conn, change_id, "failed", error, {}, ms)
+        _cleanup_or_retry(conn, schema, name, error)
+        raise JobError(error, retry=False)
+    _finish(conn, change_id, "succeeded", None, {}, ms)
+    log.info("change succeeded", extra={"change_id": change_id, "duration_ms": round(ms, 1)})
+    return {"change_id": change_id, "outcome": "succeeded", "duration_ms": ms}
 
 
 def _run_statement(conn: psycopg.Connection, job: Job, change_id: int, op: str, ddl: str,
@@ -159,10 +158,10 @@ def _run_statement(conn: psycopg.Connection, job: Job, change_id: int, op: str, 
     """Maintenance and settings. Running one again after an interrupted attempt
     is harmless (a VACUUM vacuums again, a setting is set to the same value);
     an ALTER SYSTEM takes effect with pg_reload_conf() (op 'reload')."""
-    _set_timeouts(conn)
     t0 = time.monotonic()
     try:
-        conn.execute(ddl)
+        with _bounded(conn):
+            conn.execute(ddl)
         if op == "reload":
             conn.execute("SELECT pg_catalog.pg_reload_conf()")
     except psycopg.Error as e:
@@ -177,9 +176,6 @@ def _run_statement(conn: psycopg.Connection, job: Job, change_id: int, op: str, 
         _finish(conn, change_id, "failed", error, {"sqlstate": e.sqlstate}, ms)
         log.warning("change failed", extra={"change_id": change_id, "error": error})
         raise JobError(error, retry=False) from e
-    finally:
-        if not conn.closed:
-            _reset_timeouts(conn)
     ms = (time.monotonic() - t0) * 1000
     _finish(conn, change_id, "succeeded", None, {}, ms)
     log.info("change succeeded", extra={"change_id": change_id, "duration_ms": round(ms, 1)})
