@@ -101,6 +101,10 @@ def run(tables: int, keep: bool = False) -> dict:
             conn.execute("SELECT optischema.snapshot()")
             n = replay(dsn, tables)
             print(f"loaded in {time.perf_counter() - t0:.0f} s; replayed {n} statements as {APP_ROLE}")
+        # the sidecar snapshots every few minutes: recommend()'s own snapshot finds little new
+        t1 = time.perf_counter()
+        conn.execute("SELECT optischema.snapshot()")
+        snapshot = time.perf_counter() - t1
         t1 = time.perf_counter()
         rows = conn.execute("SELECT kind, table_name FROM optischema.recommend(100000)").fetchall()
         elapsed = time.perf_counter() - t1
@@ -109,15 +113,18 @@ def run(tables: int, keep: bool = False) -> dict:
     covered = len(set(creates))
     before, after = stats.get("workload_cost_before") or 0, stats.get("workload_cost_after") or 0
     rel = after / before if before else 1.0
+    print(f"snapshot() after the replay: {snapshot:.1f} s")
     print(f"recommend(): {elapsed:.1f} s (advisor {stats.get('elapsed_ms', 0) / 1000:.1f} s)  "
           f"[goal <= {10 if tables <= 50 else 60} s]")
-    print(f"  {len(creates)} indexes proposed on {covered} of {tables} tables  [goal >= {int(tables * 0.8)}]")
+    print(f"  {len(creates)} indexes proposed on {covered} of {tables} tables ({len(creates) / max(covered, 1):.1f} "
+          f"per table)  [goal >= {int(tables * 0.8)}]")
     print(f"  estimated workload cost {before:.0f} -> {after:.0f} = {rel:.3f} x before  [goal <= 0.40]")
     print(f"  {stats.get('statements_analysed')} statements analysed of {stats.get('queries_in_workload')}, "
           f"{stats.get('statements_left_out', 0)} left out ({stats.get('time_left_out_share', 0):.1%} of statement time); "
           f"{stats.get('candidates')} candidates")
     print(f"  {stats.get('explain_calls')} what-if EXPLAIN calls, {stats.get('cache_hits', 0)} cache hits, "
-          f"{stats.get('hypo_indexes')} hypothetical indexes, {stats.get('sender_calls')} sandbox calls")
+          f"{stats.get('hypo_indexes')} hypothetical indexes, {stats.get('sender_calls')} sandbox calls, "
+          f"{stats.get('evaluation_rounds')} evaluation rounds; phases (ms): {stats.get('phase_ms')}")
     if not keep:
         with psycopg.connect(server_dsn(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

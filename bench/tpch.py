@@ -25,6 +25,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -275,7 +276,35 @@ class Advice:
     served: dict[int, list[str]]
 
 
-def advise(dsn: str, qs: list[int], timeout_s: float, settings: dict[str, str], rounds: int) -> Advice:
+class Snapshots:
+    """optischema.snapshot() every `every` seconds while the workload runs, as a scheduler
+    (pg_cron, the sidecar) takes them: a statement running at one of them is seen even if it
+    never finishes (0: none, only the snapshots before and after the workload)."""
+
+    def __init__(self, dsn: str, every: float):
+        self.dsn, self.every, self.taken = dsn, every, 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            while not self.stop.wait(self.every):
+                conn.execute("SELECT optischema.snapshot()")
+                self.taken += 1
+
+    def __enter__(self) -> "Snapshots":
+        if self.every > 0:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+
+def advise(dsn: str, qs: list[int], timeout_s: float, settings: dict[str, str], rounds: int,
+           snapshot_every: float = 0) -> Advice:
     with psycopg.connect(dsn, autocommit=True) as conn:
         # A fresh install of what `make install` put on this machine: no analysis,
         # recommendation or setting of an earlier run survives.
@@ -287,9 +316,10 @@ def advise(dsn: str, qs: list[int], timeout_s: float, settings: dict[str, str], 
         # The cluster is the benchmark's own: a clean pg_stat_statements, as after a restart.
         conn.execute("SELECT pg_stat_statements_reset()")
         conn.execute("SELECT optischema.snapshot()")
-        print(f"workload: {len(qs)} queries x {rounds}, statement_timeout {timeout_s:g} s", flush=True)
+        print(f"workload: {len(qs)} queries x {rounds}, statement_timeout {timeout_s:g} s"
+              + (f", a snapshot every {snapshot_every:g} s" if snapshot_every > 0 else ""), flush=True)
         workload: dict[int, Run] = {}
-        with connect_timed(dsn, timeout_s) as wconn:
+        with connect_timed(dsn, timeout_s) as wconn, Snapshots(dsn, snapshot_every):
             for _ in range(rounds):
                 for q in qs:
                     workload[q] = run_once(wconn, q)
@@ -319,6 +349,9 @@ def advisor_status(qid: int, advice: Advice) -> str:
     reasons = [s.get("reason", "?") for s in advice.skipped if s.get("queryid") == qid]
     if reasons:
         return "skipped: " + "; ".join(reasons)
+    planned = advice.stats.get("planned_text", {}).get(str(qid))     # normalized, rewritten: ..., sampled: ...
+    if planned is not None:
+        return "analysed" + ("" if planned == "normalized" else f" ({planned.split(':')[0]} text)")
     if qid in advice.captured:
         return "analysed"
     if qid in advice.served:
@@ -407,6 +440,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="literature (the 19: all but Q2, Q17, Q20), all, or a list such as 1,3,21")
     p.add_argument("--rounds", type=int, default=int(env("TPCH_ROUNDS", "1")),
                    help="times the workload is replayed before recommend() (1)")
+    p.add_argument("--snapshot-every", type=float, default=float(env("TPCH_SNAPSHOT_EVERY", "0")), metavar="SECONDS",
+                   help="also take a snapshot this often while the workload runs, as a scheduler would "
+                        "(0: only before and after it; a statement that times out is seen only by one taken while it runs)")
     p.add_argument("--set", action="append", default=[s for s in env("TPCH_SETTINGS", "").split(",") if s],
                    metavar="KEY=VALUE", help="an OptiSchema setting for the run (repeatable; default: none)")
     p.add_argument("--indexes", action="append", default=[s for s in env("TPCH_INDEXES", "").split(",") if s],
@@ -437,7 +473,7 @@ def main(argv: list[str] | None = None) -> None:
                     "settings": settings, "base_cost": base_cost}
     advice = None
     if not a.skip_advisor:
-        advice = advise(dsn, qs, a.timeout, settings, a.rounds)
+        advice = advise(dsn, qs, a.timeout, settings, a.rounds, a.snapshot_every)
         sets.insert(0, IndexSet(ADVISOR, advice.ddl))
     with psycopg.connect(dsn, autocommit=True) as conn:
         for s in sets:

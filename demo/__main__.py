@@ -128,6 +128,73 @@ def change_loop(dsn: str) -> None:
         psql(dsn, "SELECT * FROM optischema.health() WHERE \"check\" = 'sidecar heartbeat'")
 
 
+EXPORT = "SELECT id, ticket_id, created_at FROM ticket_events ORDER BY created_at OFFSET 299999"
+
+
+def weekly_export(dsn: str) -> None:
+    """The application's weekly export, three times, each in a new session (a role's
+    settings reach new sessions only)."""
+    print(f"{DB}=> -- as {APP_ROLE}, three times: {EXPORT}", flush=True)
+    for _ in range(3):
+        with psycopg.connect(make_conninfo(dsn, user=APP_ROLE), autocommit=True) as conn:
+            conn.execute(EXPORT).fetchall()
+
+
+def maintenance_and_config(dsn: str) -> None:
+    """One maintenance and one configuration finding end to end: a VACUUM through the
+    sidecar, a role's work_mem through psql (the sidecar's role may not ALTER ROLE)."""
+    step("Maintenance: a backfill ran while autovacuum was off for tickets (a migration habit)")
+    psql(dsn, "ALTER TABLE tickets SET (autovacuum_enabled = off); UPDATE tickets SET updated_at = updated_at;"
+              " SELECT pg_stat_force_next_flush()")
+    step("Configuration: the weekly export sorts 300,000 rows; under work_mem 4MB the sort spills to disk")
+    weekly_export(dsn)
+    # The memory budget of work_mem is checked against the server's RAM.
+    psql(dsn, "SELECT optischema.set_setting('server_memory_mb', '16384')")
+    step("recommend(): findings from the evidence, no LLM needed")
+    psql(dsn, "SELECT id, kind, title FROM optischema.recommend() WHERE kind IN ('maintenance', 'config')")
+    with psycopg.connect(dsn) as conn:
+        found = dict(conn.execute("SELECT kind, id FROM optischema.recommendations WHERE status = 'open'"
+                                  " AND (action_spec ->> 'action' = 'vacuum' OR action_spec ->> 'setting' = 'work_mem')"
+                                  " ORDER BY score").fetchall())
+    psql(dsn, "SELECT id, ddl, rollback_ddl, jsonb_pretty(evidence - 'statements' - 'budget') AS evidence"
+              " FROM optischema.recommendations WHERE status = 'open' AND kind IN ('maintenance', 'config')")
+    if "maintenance" in found:
+        with sidecar(dsn):
+            step(f"Apply {found['maintenance']}: the sidecar runs the VACUUM at top level, then measures the dead rows again")
+            change = scalar(dsn, f"SELECT optischema.apply({found['maintenance']})")
+            psql(dsn, f"CALL optischema.wait({change})")
+            with psycopg.connect(dsn) as conn:      # the effect check follows the VACUUM in the same job
+                while conn.execute("SELECT plan_check = 'pending' FROM optischema.changes WHERE id = %s",
+                                   (change,)).fetchone()[0]:
+                    conn.commit()
+                    time.sleep(0.2)
+            psql(dsn, "SELECT id, outcome, plan_check, plan_evidence -> 'before' -> 'n_dead_tup' AS dead_before,"
+                      f" plan_evidence -> 'now' -> 'n_dead_tup' AS dead_now, ddl FROM optischema.changes WHERE id = {change}")
+    if "config" in found:
+        rec_id = found["config"]
+        step(f"Apply {rec_id} from psql: apply(via => 'psql') hands over the statement, applied() records it")
+        change = scalar(dsn, f"SELECT optischema.apply({rec_id}, via => 'psql')")
+        ddl = scalar(dsn, f"SELECT ddl FROM optischema.changes WHERE id = {change}")
+        psql(dsn, ddl)
+        scalar(dsn, f"SELECT optischema.applied({change})")
+        step("The export runs again, in new sessions; measured before and after")
+        psql(dsn, "SELECT optischema.snapshot()")
+        weekly_export(dsn)
+        psql(dsn, "SELECT optischema.snapshot()")
+        # The export runs three times here, not the ten verify_min_calls asks for.
+        psql(dsn, "SELECT optischema.set_setting('verify_min_calls', '3')")
+        psql(dsn, f"SELECT queryid, calls_before, mean_ms_before, calls_after, mean_ms_after, verdict FROM optischema.verify({rec_id})")
+        psql(dsn, "SELECT q ->> 'queryid' AS queryid, q -> 'temp_blks_per_call_before' AS temp_blocks_before,"
+                  " q -> 'temp_blks_per_call_after' AS temp_blocks_after"
+                  f" FROM optischema.changes c, jsonb_array_elements(c.timing -> 'queries') q WHERE c.id = {change}")
+        step("Roll it back: the role's setting as it was before (here: none, so RESET)")
+        change = scalar(dsn, f"SELECT optischema.rollback({rec_id}, via => 'psql')")
+        ddl = scalar(dsn, f"SELECT ddl FROM optischema.changes WHERE id = {change}")
+        psql(dsn, ddl)
+        scalar(dsn, f"SELECT optischema.applied({change})")
+    psql(dsn, "ALTER TABLE tickets RESET (autovacuum_enabled)")
+
+
 def main() -> None:
     step("A fresh database with the extension: CREATE EXTENSION optischema CASCADE")
     dsn = fresh_database(DB)
@@ -162,6 +229,7 @@ def main() -> None:
         psql(dsn, "SELECT id, rollback_ddl, jsonb_pretty(benefit -> 'queries') AS per_query"
                   " FROM optischema.recommendations WHERE status = 'open' ORDER BY score DESC LIMIT 1")
         change_loop(dsn)
+        maintenance_and_config(dsn)
 
     step("LLM analyses (any OpenAI-compatible endpoint; the model's proposals are checked, never run)")
     llm_demo(make_conninfo(dsn, user=SIDECAR_ROLE))

@@ -52,14 +52,15 @@ def check(conn: psycopg.Connection, change_id: int) -> dict[str, Any]:
 
 def effect_check(conn: psycopg.Connection, change_id: int) -> dict[str, Any]:
     """Maintenance or a setting: the evidence measured again (optischema._record_effect()),
-    with the estimates of the statements an ANALYZE was for, planned as their senders."""
+    with the estimates of the statements that misestimated (ANALYZE, VACUUM (ANALYZE)),
+    planned as their senders."""
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute("SELECT r.action_spec, r.evidence FROM optischema._changes c"
+        cur.execute("SELECT r.kind, r.evidence FROM optischema._changes c"
                     " JOIN optischema._recommendations r ON r.id = c.recommendation_id WHERE c.id = %s", (change_id,))
         rec = cur.fetchone()
     plans = None
-    if rec and (rec["action_spec"] or {}).get("action") == "analyze":
-        statements = (rec["evidence"] or {}).get("statements") or []
+    statements = (rec["evidence"] or {}).get("statements") if rec and rec["kind"] == "maintenance" else None
+    if statements:
         ids = [int(s["queryid"]) for s in statements]
         with conn.cursor(row_factory=dict_row) as cur:
             cur.execute("SELECT queryid, query FROM optischema.queries WHERE queryid = ANY (%s)", (ids,))

@@ -290,6 +290,10 @@ class _Worker:
                 break
             try:
                 return op(conn)
+            except psycopg.errors.QueryCanceled:
+                # A cancel sent to stop the job's statement can land on the next one
+                # instead (cancel requests are asynchronous): that one is run again.
+                continue
             except psycopg.Error as e:
                 log.warning("cannot record job outcome", extra={"database": self.runner.database, "error": db.error_text(e)})
                 if not conn.broken:

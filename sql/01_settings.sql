@@ -5,7 +5,7 @@
 
 CREATE TABLE IF NOT EXISTS optischema.setting_defs (
     key         text PRIMARY KEY,
-    type        text NOT NULL CHECK (type IN ('interval', 'integer', 'numeric', 'boolean', 'text')),
+    type        text NOT NULL CHECK (type IN ('interval', 'integer', 'numeric', 'boolean', 'text', 'size')),
     default_value text NOT NULL,
     min_value   numeric,
     max_value   numeric,
@@ -34,6 +34,18 @@ INSERT INTO optischema.setting_defs (key, type, default_value, min_value, max_va
  'Workload window recommend() analyses.')
 ON CONFLICT (key) DO UPDATE SET (type, default_value, min_value, max_value, allowed, description)
     = (EXCLUDED.type, EXCLUDED.default_value, EXCLUDED.min_value, EXCLUDED.max_value, EXCLUDED.allowed, EXCLUDED.description);
+
+-- The bytes a 'size' setting stands for: a size, or a share ('20%') of this
+-- database as it is now.
+CREATE OR REPLACE FUNCTION optischema._size_bytes(p_value text) RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN pg_catalog.btrim(p_value) LIKE '%\%'
+                THEN pg_catalog.round(pg_catalog.rtrim(pg_catalog.btrim(p_value), '%')::numeric / 100
+                                      * pg_catalog.pg_database_size(pg_catalog.current_database()))::bigint
+                ELSE pg_catalog.pg_size_bytes(p_value) END
+$$;
 
 -- Raises a clear error unless value is valid for key; returns the value in its canonical text form.
 CREATE OR REPLACE FUNCTION optischema._check_setting(p_key text, p_value text) RETURNS text
@@ -65,6 +77,9 @@ BEGIN
             n := CASE d.type WHEN 'integer' THEN p_value::bigint ELSE p_value::numeric END;
             IF n < d.min_value OR n > d.max_value THEN RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value'; END IF;
             RETURN n::text;
+        WHEN 'size' THEN
+            IF optischema._size_bytes(p_value) < 0 THEN RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value'; END IF;
+            RETURN pg_catalog.btrim(p_value);
         ELSE
             IF d.allowed IS NOT NULL AND NOT p_value = ANY (d.allowed) THEN
                 RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value';
@@ -78,6 +93,7 @@ BEGIN
                   HINT = 'Expected ' || CASE
                       WHEN d.allowed IS NOT NULL THEN 'one of ' || array_to_string(d.allowed, ', ')
                       WHEN d.type = 'interval' THEN 'a non-negative interval such as ''' || d.default_value || ''''
+                      WHEN d.type = 'size' THEN 'a size such as ''2GB'' or ''500MB'', a share of the database such as ''20%'', or 0 for none'
                       WHEN d.min_value IS NOT NULL THEN format('%s %s to %s', CASE d.type WHEN 'integer' THEN 'an integer' ELSE 'a number' END, d.min_value, d.max_value)
                       ELSE 'a ' || d.type END || '.';
     END;

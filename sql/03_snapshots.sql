@@ -124,6 +124,41 @@ CREATE TABLE IF NOT EXISTS optischema._index_state (
     first_seen  bigint NOT NULL     -- an index is "unused" only over windows it existed for
 );
 
+-- Statements seen running for longer than running_min_duration (snapshot()
+-- samples pg_stat_activity), one row per execution. One that times out or is
+-- cancelled never reaches pg_stat_statements: this is all there is of it.
+-- The text is the one sent, its constants included (utility statements and
+-- texts of several statements redacted, comments removed): it stays in the
+-- database, shown only as pg_stat_activity would show it (row security
+-- below, query_texts' rule), and planned only as its sender.
+CREATE TABLE IF NOT EXISTS optischema.running_statements (
+    pid          integer NOT NULL,
+    query_start  timestamptz NOT NULL,
+    queryid      bigint NOT NULL,
+    userid       oid NOT NULL,
+    rolname      name NOT NULL,
+    query        text NOT NULL,
+    truncated    boolean NOT NULL,           -- cut at track_activity_query_size
+    first_seen   bigint NOT NULL,            -- snapshot ids
+    last_seen    bigint NOT NULL,
+    duration_ms  double precision NOT NULL,  -- how long it had run when last seen
+    finished     boolean,                    -- NULL: running when last seen; then whether pg_stat_statements counted it
+    PRIMARY KEY (pid, query_start)
+);
+CREATE INDEX IF NOT EXISTS running_statements_last_seen_idx ON optischema.running_statements (last_seen);
+ALTER TABLE optischema.running_statements ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS running_visible ON optischema.running_statements;
+CREATE POLICY running_visible ON optischema.running_statements FOR SELECT
+    USING (pg_catalog.pg_has_role(CURRENT_USER, 'pg_read_all_stats', 'MEMBER')
+           OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles a WHERE a.oid = userid AND a.rolname = rolname
+                      AND pg_catalog.pg_has_role(CURRENT_USER, a.oid, 'MEMBER')));
+
+INSERT INTO optischema.setting_defs (key, type, default_value, min_value, max_value, allowed, description) VALUES
+('running_min_duration', 'interval', '5 seconds', NULL, NULL, NULL,
+ 'snapshot() records statements of this database running longer than this (pg_stat_activity): the slowest may never finish, and never reach pg_stat_statements.')
+ON CONFLICT (key) DO UPDATE SET (type, default_value, min_value, max_value, allowed, description)
+    = (EXCLUDED.type, EXCLUDED.default_value, EXCLUDED.min_value, EXCLUDED.max_value, EXCLUDED.allowed, EXCLUDED.description);
+
 SELECT pg_catalog.pg_extension_config_dump('optischema.snapshots', '');
 SELECT pg_catalog.pg_extension_config_dump('optischema.snapshots_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('optischema.queries', '');
@@ -134,6 +169,7 @@ SELECT pg_catalog.pg_extension_config_dump('optischema.table_stats', '');
 SELECT pg_catalog.pg_extension_config_dump('optischema._table_state', '');
 SELECT pg_catalog.pg_extension_config_dump('optischema.index_stats', '');
 SELECT pg_catalog.pg_extension_config_dump('optischema._index_state', '');
+SELECT pg_catalog.pg_extension_config_dump('optischema.running_statements', '');
 
 -- The planner believes pg_stat_statements() returns a couple of rows; for
 -- thousands, index probes per row and sort-based grouping cost twice what
@@ -326,11 +362,72 @@ BEGIN
     INSERT INTO optischema.index_stats
     SELECT v_id, indexrelid, relid, idx_scan - base FROM d WHERE idx_scan > base;
 
+    PERFORM optischema._sample_running(v_id);
+
     UPDATE optischema.snapshots
     SET duration_ms = 1000 * extract(epoch FROM clock_timestamp() - t0),
         statements = v_seen, changed = v_changed, new_statements = v_new
     WHERE id = v_id;
     RETURN v_id;
+END
+$$;
+
+-- The text kept of a statement seen running: a utility statement, or a text
+-- of several statements (a password may follow the first), redacted like
+-- every captured utility text; else the statement without its comments
+-- (constants kept: they make it plannable).
+CREATE OR REPLACE FUNCTION optischema._running_text(p_sql text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN optischema._is_utility(p_sql)
+                     OR coalesce(pg_catalog.strpos(optischema._scrub(p_sql, true), ';') > 0, true)
+                THEN optischema._redact(p_sql)
+                ELSE optischema._strip_comments(p_sql) END
+$$;
+
+-- snapshot()'s sample of pg_stat_activity: this database's statements
+-- running longer than running_min_duration (not OptiSchema's own), each
+-- execution one row; an execution gone since the previous snapshot is
+-- finished if pg_stat_statements counted its statement meanwhile, else it
+-- never finished (cancelled, timed out, its session ended). Its sender is
+-- recorded like pg_stat_statements' (query_roles): the one it is planned as.
+CREATE OR REPLACE FUNCTION optischema._sample_running(p_snapshot bigint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- pg_stat_activity keeps at most track_activity_query_size - 1 bytes of a
+    -- text, cut at a character boundary (up to 3 bytes less)
+    v_cut integer := (SELECT s.setting::integer FROM pg_catalog.pg_settings s
+                      WHERE s.name = 'track_activity_query_size') - 4;
+BEGIN
+    WITH cur AS (
+        SELECT a.pid, a.query_start, a.query_id, a.usesysid, r.rolname, a.query,
+               1000 * extract(epoch FROM clock_timestamp() - a.query_start) AS ms
+        FROM pg_catalog.pg_stat_activity a
+        JOIN pg_catalog.pg_roles r ON r.oid = a.usesysid
+        WHERE a.datname = pg_catalog.current_database() AND a.state = 'active'
+          AND a.backend_type = 'client backend' AND a.pid <> pg_catalog.pg_backend_pid()
+          AND a.query_id IS NOT NULL AND a.query_id <> 0
+          AND a.query_start < clock_timestamp() - optischema.setting('running_min_duration')::interval
+          AND a.query !~* '\moptischema(\s*\.|_[0-9a-f]{8}_[0-9]+\M)'
+    ), seen AS (
+        INSERT INTO optischema.running_statements AS x
+            (pid, query_start, queryid, userid, rolname, query, truncated, first_seen, last_seen, duration_ms)
+        SELECT c.pid, c.query_start, c.query_id, c.usesysid, c.rolname, optischema._running_text(c.query),
+               pg_catalog.octet_length(c.query) >= v_cut, p_snapshot, p_snapshot, c.ms
+        FROM cur c
+        ON CONFLICT (pid, query_start) DO UPDATE SET last_seen = EXCLUDED.last_seen, duration_ms = EXCLUDED.duration_ms
+    )
+    INSERT INTO optischema.query_roles AS q (queryid, userid, rolname, first_seen, last_seen)
+    SELECT DISTINCT c.query_id, c.usesysid, c.rolname, p_snapshot, p_snapshot FROM cur c
+    ON CONFLICT (queryid, userid) DO UPDATE SET last_seen = EXCLUDED.last_seen, rolname = EXCLUDED.rolname;
+
+    UPDATE optischema.running_statements x
+    SET finished = EXISTS (SELECT 1 FROM optischema.query_stats s
+                           WHERE s.queryid = x.queryid AND s.snapshot_id = p_snapshot)
+    WHERE x.finished IS NULL AND x.last_seen < p_snapshot;
 END
 $$;
 
@@ -390,3 +487,24 @@ AS $$
     WHERE s.last_snapshot_id > coalesce(p_from, 0)
       AND t.snapshot_id > coalesce(p_from, 0)
 $$;
+
+-- Per statement, its executions seen running after snapshot p_from up to
+-- p_to that pg_stat_statements has not counted: still running, or never
+-- finished. Their figures (how long they had run when last seen), and the
+-- latest one's key: its text is read by the caller, under row security.
+-- Definer's rights for the figures, which are everyone's (as _query_window's).
+CREATE OR REPLACE FUNCTION optischema._unfinished_window(p_from bigint, p_to bigint)
+RETURNS TABLE (queryid bigint, executions bigint, total_ms double precision, running boolean,
+               pid integer, query_start timestamptz, truncated boolean)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT x.queryid, count(*), sum(x.duration_ms), bool_or(x.finished IS NULL),
+           (array_agg(x.pid ORDER BY x.last_seen DESC, x.query_start DESC))[1],
+           (array_agg(x.query_start ORDER BY x.last_seen DESC, x.query_start DESC))[1],
+           (array_agg(x.truncated ORDER BY x.last_seen DESC, x.query_start DESC))[1]
+    FROM optischema.running_statements x
+    WHERE x.finished IS NOT TRUE AND x.last_seen > coalesce(p_from, 0) AND x.last_seen <= p_to
+    GROUP BY x.queryid
+$$;
+

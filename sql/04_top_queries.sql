@@ -30,10 +30,23 @@ $$;
 -- user; the others read '<insufficient privilege>'. Readers are granted this
 -- view, never the table: a view reads it as its owner, while current_user in
 -- it stays the reader.
+-- A statement pg_stat_statements never counted (it never finished) has the
+-- text of its latest execution seen running (optischema.running_statements),
+-- constants included, shown as pg_stat_activity shows it: to members of the
+-- role that ran it.
 CREATE OR REPLACE VIEW optischema.query_texts WITH (security_barrier) AS
 SELECT q.queryid, CASE WHEN v.visible THEN q.query ELSE '<insufficient privilege>' END AS query, v.visible
 FROM optischema.queries q
-CROSS JOIN LATERAL (SELECT optischema._text_visible(q.queryid, CURRENT_USER) AS visible) v;
+CROSS JOIN LATERAL (SELECT optischema._text_visible(q.queryid, CURRENT_USER) AS visible) v
+UNION ALL
+SELECT r.queryid, CASE WHEN v.visible THEN r.query ELSE '<insufficient privilege>' END, v.visible
+FROM (SELECT DISTINCT ON (x.queryid) x.* FROM optischema.running_statements x
+      WHERE NOT EXISTS (SELECT 1 FROM optischema.queries q WHERE q.queryid = x.queryid)
+      ORDER BY x.queryid, x.last_seen DESC, x.query_start DESC) r
+CROSS JOIN LATERAL (
+    SELECT pg_catalog.pg_has_role(CURRENT_USER, 'pg_read_all_stats', 'MEMBER')
+           OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles a WHERE a.oid = r.userid AND a.rolname = r.rolname
+                      AND pg_catalog.pg_has_role(CURRENT_USER, a.oid, 'MEMBER')) AS visible) v;
 
 -- Roles that read optischema.queries itself (admins: recommend() and context()
 -- run with their rights) get only the rows whose text they may read; the
@@ -46,14 +59,19 @@ CREATE POLICY queries_visible ON optischema.queries FOR SELECT
 -- The figures of top_queries(), without texts: they are everyone's to see
 -- (pg_stat_statements shows them too). Definer's rights: it may take a
 -- snapshot and reads the tables.
+-- Executions seen running that pg_stat_statements has not counted are in
+-- calls and total_ms (at the time they had run when last seen); state says
+-- 'running' (one is now), 'never finished' (one was cancelled, timed out or
+-- lost its session) or 'finished'.
 CREATE OR REPLACE FUNCTION optischema._top_queries(since interval, n integer)
 RETURNS TABLE (queryid bigint, calls bigint, total_ms numeric, mean_ms numeric,
-               rows bigint, share_pct numeric, cache_hit_pct numeric, temp_blks_written bigint)
+               rows bigint, share_pct numeric, cache_hit_pct numeric, temp_blks_written bigint, state text)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_to bigint;
+    v_to   bigint;
+    v_from bigint;
 BEGIN
     IF since IS NULL OR since <= interval '0' THEN
         RAISE EXCEPTION 'since must be a positive interval, got %', coalesce(since::text, 'NULL')
@@ -67,17 +85,25 @@ BEGIN
     END IF;
     PERFORM optischema._check_count(n, 1, 'rows', 'optischema.top_queries(''1 hour'', 20)');
     v_to := optischema._refresh_snapshot();
+    v_from := optischema._snapshot_before(now() - since);
 
     RETURN QUERY
-    SELECT w.queryid, w.calls,
-           round(w.total_ms::numeric, 3),
-           round((w.total_ms / nullif(w.calls, 0))::numeric, 3),
-           w.rows,
-           round((100 * w.total_ms / nullif(sum(w.total_ms) OVER (), 0))::numeric, 2),
-           round((100.0 * w.blks_hit / nullif(w.blks_hit + w.blks_read, 0))::numeric, 2),
-           w.temp_blks_written
-    FROM optischema._query_window(optischema._snapshot_before(now() - since), v_to) w
-    ORDER BY w.total_ms DESC, w.queryid
+    SELECT j.queryid, j.calls,
+           round(j.total_ms::numeric, 3),
+           round((j.total_ms / nullif(j.calls, 0))::numeric, 3),
+           j.rows,
+           round((100 * j.total_ms / nullif(sum(j.total_ms) OVER (), 0))::numeric, 2),
+           round((100.0 * j.blks_hit / nullif(j.blks_hit + j.blks_read, 0))::numeric, 2),
+           j.temp_blks_written, j.state
+    FROM (SELECT coalesce(w.queryid, u.queryid) AS queryid,
+                 coalesce(w.calls, 0) + coalesce(u.executions, 0) AS calls,
+                 coalesce(w.total_ms, 0) + coalesce(u.total_ms, 0) AS total_ms,
+                 w.rows, w.blks_hit, w.blks_read, w.temp_blks_written,
+                 CASE WHEN u.running THEN 'running' WHEN u.queryid IS NOT NULL THEN 'never finished'
+                      ELSE 'finished' END AS state
+          FROM optischema._query_window(v_from, v_to) w
+          FULL JOIN optischema._unfinished_window(v_from, v_to) u ON u.queryid = w.queryid) j
+    ORDER BY j.total_ms DESC, j.queryid
     LIMIT n;
 END
 $$;
@@ -87,7 +113,7 @@ $$;
 -- figures, so that a snapshot _top_queries() just took is seen.
 CREATE OR REPLACE FUNCTION optischema.top_queries(since interval DEFAULT '1 hour', n integer DEFAULT 20)
 RETURNS TABLE (queryid bigint, query text, calls bigint, total_ms numeric, mean_ms numeric,
-               rows bigint, share_pct numeric, cache_hit_pct numeric, temp_blks_written bigint)
+               rows bigint, share_pct numeric, cache_hit_pct numeric, temp_blks_written bigint, state text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -104,6 +130,7 @@ BEGIN
         share_pct := f.share_pct;
         cache_hit_pct := f.cache_hit_pct;
         temp_blks_written := f.temp_blks_written;
+        state := f.state;
         RETURN NEXT;
     END LOOP;
 END

@@ -19,6 +19,9 @@ DECLARE
     v_sidecar   optischema.sidecars;
     v_preload   text := current_setting('shared_preload_libraries');
     v_other     text;
+    v_cut       bigint;
+    v_longest   bigint;
+    v_size      bigint;
 BEGIN
     SELECT * INTO v_last FROM optischema.snapshots s ORDER BY s.id DESC LIMIT 1;
 
@@ -48,6 +51,23 @@ BEGIN
     "check" := 'track_io_timing'; ok := current_setting('track_io_timing')::boolean;
     detail := 'track_io_timing = ' || current_setting('track_io_timing') || ' (I/O time per statement)';
     fix := CASE WHEN NOT ok THEN 'ALTER SYSTEM SET track_io_timing = on; SELECT pg_reload_conf();' END;
+    RETURN NEXT;
+
+    -- pg_stat_activity keeps the first track_activity_query_size - 1 bytes of
+    -- a text: a statement that never finishes is known only from there, and a
+    -- cut text cannot be planned. Texts with their constants are longer than
+    -- the normalized ones pg_stat_statements keeps: twice the longest is asked for.
+    "check" := 'track_activity_query_size';
+    SELECT count(*) FILTER (WHERE r.truncated) INTO v_cut FROM optischema.running_statements r;
+    v_longest := (SELECT max(pg_catalog.octet_length(q.query)) FROM optischema.queries q WHERE NOT q.own);
+    v_size := (SELECT s.setting::bigint FROM pg_catalog.pg_settings s WHERE s.name = 'track_activity_query_size');
+    ok := v_cut = 0 AND coalesce(v_longest, 0) < v_size;
+    detail := format('track_activity_query_size = %s', pg_catalog.pg_size_pretty(v_size))
+        || CASE WHEN v_cut > 0 THEN format('; %s statement(s) seen running were cut there and cannot be planned', v_cut) ELSE '' END
+        || CASE WHEN v_longest IS NOT NULL THEN format('; the longest captured text is %s bytes without its constants', v_longest) ELSE '' END;
+    fix := CASE WHEN NOT ok THEN format('ALTER SYSTEM SET track_activity_query_size = %s; then restart PostgreSQL (bytes)',
+        pg_catalog.power(2, pg_catalog.ceil(pg_catalog.log(2,
+            greatest(2 * coalesce(v_longest, 0), CASE WHEN v_cut > 0 THEN 2 * v_size ELSE 0 END, 1024)::numeric)))::bigint) END;
     RETURN NEXT;
 
     "check" := 'hypopg';

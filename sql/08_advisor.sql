@@ -4,12 +4,14 @@
 -- (sql/30_recommend.sql) keeps its results.
 
 -- The advisor's knobs; the engine's Settings dataclass has the same names and
--- defaults (an interval key reaches it as <key>_s, in seconds).
+-- defaults (an interval key reaches it as <key>_s, in seconds; a size in bytes).
 INSERT INTO optischema.setting_defs (key, type, default_value, min_value, max_value, allowed, description) VALUES
-('statement_coverage', 'numeric', '0.95', 0, 1, NULL,
+('statement_coverage', 'numeric', '0.999', 0, 1, NULL,
  'Read statements are analysed heaviest first until they cover this fraction of the window''s read statement time.'),
 ('min_calls', 'integer', '1', 1, 1000000000, NULL,
  'Calls a statement needs in the window to be analysed. 1: a statement run once is part of the workload, weighed by its time like any other.'),
+('min_write_calls', 'integer', '2', 1, 1000000000, NULL,
+ 'Executions a write needs in the window to be charged as index upkeep (a data load run once is not the workload).'),
 ('max_queries', 'integer', '2000', 1, 100000, NULL,
  'Analyse at most this many read statements, heaviest first (a ceiling on the work).'),
 ('min_cost_reduction', 'numeric', '0.1', 0, 1, NULL,
@@ -20,6 +22,8 @@ INSERT INTO optischema.setting_defs (key, type, default_value, min_value, max_va
  'Planner cost units charged per index entry written by an INSERT or a non-HOT UPDATE.'),
 ('size_cost_per_mb', 'numeric', '0', 0, 1000000, NULL,
  'Cost units per workload round charged per MB of new index (0: size only breaks ties).'),
+('index_budget', 'size', '0', NULL, NULL, NULL,
+ 'Total size of the new indexes proposed at most: a size (''2GB''), a share of the database (''20%''), or 0 for no limit.'),
 ('max_indexes_per_table', 'integer', '6', 0, 100, NULL,
  'New indexes proposed per table at most (a safety net: the total is not limited).'),
 ('max_key_columns', 'integer', '3', 1, 32, NULL,
@@ -28,7 +32,7 @@ INSERT INTO optischema.setting_defs (key, type, default_value, min_value, max_va
  'Representative parameter sets (from pg_stats, used locally) a query is also costed with.'),
 ('partial_max_fraction', 'numeric', '0.2', 0, 1, NULL,
  'A constant equality becomes a partial-index predicate only if it keeps at most this fraction of rows.'),
-('time_budget', 'interval', '20 seconds', NULL, NULL, NULL,
+('time_budget', 'interval', '60 seconds', NULL, NULL, NULL,
  'recommend() evaluates no further candidates after this long; the best set so far is kept.'),
 ('drop_unused_min_window', 'interval', '7 days', NULL, NULL, NULL,
  'An index with no scans is proposed for dropping only if the window observed is at least this long.'),
@@ -79,6 +83,7 @@ AS $$
                                 WHEN 'integer'  THEN to_jsonb(s.value::bigint)
                                 WHEN 'numeric'  THEN to_jsonb(s.value::numeric)
                                 WHEN 'interval' THEN to_jsonb(extract(epoch FROM s.value::interval))
+                                WHEN 'size'     THEN to_jsonb(optischema._size_bytes(s.value))
                                 ELSE to_jsonb(s.value) END)
     FROM optischema.settings s
 $$;
@@ -182,7 +187,7 @@ AS $$
 import json
 plpy.execute("SELECT optischema._load_engine()")
 from optischema_engine import (Activity, IndexActivity, Settings, Skipped, TableActivity, WorkloadQuery, advise,
-                               senders)
+                               running, senders)
 from optischema_engine.db import PlpyDatabase
 
 # The caller reads only the texts it may read in pg_stat_statements (row
@@ -194,9 +199,18 @@ rows = plpy.execute(plpy.prepare(
     ["bigint", "bigint"]), [p_from, p_to])
 workload = [WorkloadQuery(r["queryid"], r["query"], r["calls"], r["total_ms"], r["rows"]) for r in rows
             if r["query"] is not None]
-hidden = [Skipped(r["queryid"], "not planned: " + (senders.resolve_one(PlpyDatabase(plpy), [r["queryid"]]).reason
-                                                   or "its text is not readable by this role"))
-          for r in rows if r["query"] is None]
+# Executions seen running that pg_stat_statements never counted (cancelled,
+# timed out, still running): weighed by the time they had run; a statement
+# known only from them is planned from the text it was sent with.
+unfinished = [running.Unfinished(r["queryid"], r["query"], r["executions"], r["total_ms"], r["truncated"])
+              for r in plpy.execute(plpy.prepare(
+                  "SELECT u.queryid, r.query, u.executions, u.total_ms, u.truncated"
+                  " FROM optischema._unfinished_window($1, $2) u LEFT JOIN optischema.running_statements r"
+                  " ON r.pid = u.pid AND r.query_start = u.query_start", ["bigint", "bigint"]), [p_from, p_to])]
+workload, cut, unreadable = running.merge(workload, unfinished, {r["queryid"] for r in rows if r["query"] is None})
+hidden = [Skipped(q, "not planned: " + (senders.resolve_one(PlpyDatabase(plpy), [q]).reason
+                                        or "its text is not readable by this role"))
+          for q in [r["queryid"] for r in rows if r["query"] is None] + [u.queryid for u in unreadable]] + cut
 act = json.loads(plpy.execute(plpy.prepare("SELECT optischema._activity($1, $2) AS a", ["bigint", "bigint"]),
                               [p_from, p_to])[0]["a"])
 activity = Activity(

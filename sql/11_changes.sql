@@ -123,6 +123,11 @@ DECLARE
     s       record;
 BEGIN
     IF p_rec.kind IN ('maintenance', 'config') AND p_action IN ('apply', 'rollback') THEN
+        IF p_rec.kind = 'config' AND optischema._setting_refusal(p_requester, p_rec.action_spec) IS NOT NULL THEN
+            RAISE EXCEPTION 'refusing to change the setting: %', optischema._setting_refusal(p_requester, p_rec.action_spec)
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'A role that may change it asks for it, or runs its ddl itself.';
+        END IF;
         s := optischema._action_statement(p_rec.kind, p_rec.action_spec, p_action,
             (SELECT c.prior_state FROM optischema._changes c
              WHERE p_action = 'rollback' AND c.recommendation_id = p_rec.id AND c.action = 'apply' AND c.status = 'succeeded'
@@ -651,7 +656,7 @@ BEGIN
                                     'threshold_pct', v_threshold, 'change_pct', v_pct, 'queries', v_rows)
                  -- maintenance and settings: the evidence they rest on, measured again
                  || CASE WHEN r.kind IN ('maintenance', 'config')
-                         THEN jsonb_build_object('evidence_now', optischema._action_measure(r.kind, r.action_spec, c.finished_at))
+                         THEN jsonb_build_object('evidence_now', optischema._action_measure(c.id))
                          ELSE '{}' END
     WHERE x.id = c.id;
     IF v_verdict = 'regressed' THEN

@@ -452,7 +452,8 @@ BEGIN
         RETURN jsonb_build_object('set', v_at.is_set, 'value', v_at.value);
     ELSIF p_spec ->> 'action' = 'reindex' THEN
         v_rel := optischema._action_relation(p_spec -> 'index', 'i');
-        RETURN jsonb_build_object('relfilenode', (SELECT c.relfilenode::bigint FROM pg_catalog.pg_class c WHERE c.oid = v_rel.relid));
+        RETURN jsonb_build_object('relfilenode', (SELECT c.relfilenode::bigint FROM pg_catalog.pg_class c WHERE c.oid = v_rel.relid),
+                                  'schema', v_rel.nsp, 'name', v_rel.rel);
     END IF;
     v_rel := optischema._action_relation(p_spec -> 'table', CASE WHEN p_spec ->> 'action' = 'set_reloptions' THEN 'rm' ELSE 'rmp' END);
     IF p_spec ->> 'action' = 'set_reloptions' THEN
@@ -565,7 +566,14 @@ AS $$
 DECLARE
     v_now  jsonb;
     v_act  text := p_spec ->> 'action';
+    v_idx  oid;
 BEGIN
+    IF v_act = 'reindex' THEN
+        -- REINDEX CONCURRENTLY swaps in a new index under the old name: a new file under that name
+        v_idx := pg_catalog.to_regclass(format('%I.%I', p_prior ->> 'schema', p_prior ->> 'name'));
+        RETURN (SELECT c.relfilenode::bigint FROM pg_catalog.pg_class c WHERE c.oid = v_idx) IS DISTINCT FROM (p_prior ->> 'relfilenode')::bigint
+               AND v_idx IS NOT NULL;
+    END IF;
     -- this session's statistics snapshot may predate the statement (stats_fetch_consistency)
     PERFORM pg_catalog.pg_stat_clear_snapshot();
     v_now := optischema._action_state(p_kind, p_spec);
@@ -582,12 +590,44 @@ BEGIN
         END IF;
         RETURN NOT EXISTS (SELECT 1 FROM jsonb_each_text(optischema._action_reloptions(p_spec -> 'options')) o
                            WHERE (v_now -> 'options' ->> o.key)::numeric IS DISTINCT FROM o.value::numeric);
-    ELSIF v_act = 'reindex' THEN
-        RETURN (v_now -> 'relfilenode') IS DISTINCT FROM (p_prior -> 'relfilenode');
     ELSIF v_act = 'analyze' THEN
         RETURN (v_now ->> 'analyze_count')::bigint > coalesce((p_prior ->> 'analyze_count')::bigint, 0);
     END IF;
     RETURN (v_now ->> 'vacuum_count')::bigint > coalesce((p_prior ->> 'vacuum_count')::bigint, 0);
+END
+$$;
+
+-- Why role p_requester may not have setting p_spec changed; NULL when it
+-- may. The sidecar's role runs the statement, with rights a DBA granted it
+-- (ALTER SYSTEM ON PARAMETER, CREATEROLE, a database's ownership): a change
+-- is made only for a requester that could make it itself, so asking the
+-- sidecar gives no role a right it lacks.
+CREATE OR REPLACE FUNCTION optischema._setting_refusal(p_requester text, p_spec jsonb) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_role   pg_catalog.pg_roles;
+    v_target pg_catalog.pg_roles;
+    v_name   text := p_spec ->> 'setting';
+BEGIN
+    SELECT * INTO v_role FROM pg_catalog.pg_roles a WHERE a.rolname = p_requester;
+    IF NOT FOUND THEN
+        RETURN format('role %s does not exist', coalesce(quote_ident(p_requester), 'NULL'));
+    ELSIF v_role.rolsuper THEN
+        RETURN NULL;
+    ELSIF p_spec ->> 'scope' = 'system' THEN
+        RETURN CASE WHEN NOT pg_catalog.has_parameter_privilege(v_role.oid, v_name, 'ALTER SYSTEM')
+                    THEN format('role %I may not ALTER SYSTEM SET %s itself', p_requester, v_name) END;
+    ELSIF p_spec ->> 'scope' = 'database' THEN
+        RETURN CASE WHEN NOT pg_catalog.pg_has_role(v_role.oid, (SELECT d.datdba FROM pg_catalog.pg_database d
+                                                                 WHERE d.datname = pg_catalog.current_database()), 'USAGE')
+                    THEN format('role %I does not own database %I, so it may not set %s for it', p_requester, pg_catalog.current_database(), v_name) END;
+    END IF;
+    SELECT * INTO v_target FROM pg_catalog.pg_roles a WHERE a.oid = optischema._index_oid(p_spec -> 'role');
+    RETURN CASE WHEN v_target.oid = v_role.oid OR (v_role.rolcreaterole AND NOT v_target.rolsuper) THEN NULL
+                ELSE format('role %I may not set %s for role %I itself (that takes CREATEROLE, or being that role)',
+                            p_requester, v_name, v_target.rolname) END;
 END
 $$;
 

@@ -425,7 +425,8 @@ BEGIN
         RETURN;
     END IF;
     ids := (SELECT r.queryids FROM optischema._recommendations r WHERE r.id = c.recommendation_id);
-    v_index := to_regclass(format('%I.%I', c.index_schema, c.index_name));
+    -- (a change of a setting names no relation)
+    v_index := CASE WHEN c.index_name IS NOT NULL THEN to_regclass(format('%I.%I', c.index_schema, c.index_name)) END;
     v_seen := (SELECT st.first_seen FROM optischema._index_state st WHERE st.indexrelid = v_index);
     v_after := (SELECT min(s.id) FROM optischema.snapshots s WHERE s.taken_at >= c.finished_at);
 

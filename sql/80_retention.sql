@@ -28,6 +28,8 @@ BEGIN
         GET DIAGNOSTICS n = ROW_COUNT; v_rows := v_rows + n;
         DELETE FROM optischema.index_stats WHERE snapshot_id < v_cutoff;
         GET DIAGNOSTICS n = ROW_COUNT; v_rows := v_rows + n;
+        DELETE FROM optischema.running_statements WHERE last_seen < v_cutoff;
+        GET DIAGNOSTICS n = ROW_COUNT; v_rows := v_rows + n;
         DELETE FROM optischema.snapshots WHERE id < v_cutoff;
         GET DIAGNOSTICS n = ROW_COUNT; v_rows := v_rows + n;
     END IF;

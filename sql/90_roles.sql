@@ -65,6 +65,8 @@ AS $$
         'FUNCTION optischema._load_engine()',
         'FUNCTION optischema._activity(bigint, bigint)',
         'FUNCTION optischema._engine_settings()',
+        'FUNCTION optischema._size_bytes(text)',
+        'FUNCTION optischema._unfinished_window(bigint, bigint)',
         'FUNCTION optischema._record_advice()',
         -- ... and its maintenance and configuration advice, the same way (sql/31_maintenance.sql)
         'FUNCTION optischema._maintenance_plans(bigint, bigint)',

@@ -1,7 +1,9 @@
 """OptiSchema engine: the what-if index advisor behind optischema.recommend().
 
-Standard library only: it runs inside PostgreSQL through PL/Python and in the
-sidecar through psycopg, always behind the narrow `db.Database` interface.
+The standard library and pglast (libpg_query: PostgreSQL's own parser; inside the
+database Debian's python3-pglast, 5.x, in the sidecar PyPI's, up to 7.x: only the API
+both have is used): it runs inside PostgreSQL through PL/Python and in the sidecar
+through psycopg, always behind the narrow `db.Database` interface.
 """
 # The extension version this engine belongs to: the SQL of that version, and
 # only it, imports it (optischema._load_engine()).

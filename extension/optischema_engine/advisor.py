@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from . import ddl, senders, sqltext
+from . import ddl, running, senders, sqltext
 from .candidates import Candidate, for_table, usage_by_alias
 from .catalog import Catalog, Table
 from .db import Database
@@ -44,6 +44,7 @@ class Analysed:
     tables: dict[str, Table] = field(default_factory=dict)     # alias -> table
     base_cost: float = 0.0
     base_plans: list[dict] = field(default_factory=list)
+    sampled: bool = False          # its text is an execution's, constants included (running.py)
 
 
 def _group(workload: list[WorkloadQuery]) -> list[tuple[str, list[int], int, float, int]]:
@@ -63,16 +64,25 @@ def select_workload(workload: list[WorkloadQuery], s: Settings):
     """(statements to analyse, skipped, statement time of the window, what was left out:
     {statements, time_ms}). Reads are analysed heaviest first until they cover
     statement_coverage of the read time, max_queries at most; writes are kept whatever
-    their time: they decide what index upkeep costs."""
+    their time: they decide what index upkeep costs. Text that cannot be planned (a utility
+    statement) is no part of the read time."""
     groups = _group(workload)
     total = sum(g[3] for g in groups) or 1.0
+    unplannable = {g[0]: sqltext.single_statement(g[0]) for g in groups}
     is_write = {g[0]: sqltext.verb(g[0]) in ("INSERT", "UPDATE", "DELETE") for g in groups}
-    read_ms = sum(g[3] for g in groups if not is_write[g[0]] and g[2] >= s.min_calls)
+    read_ms = sum(g[3] for g in groups if not is_write[g[0]] and g[2] >= s.min_calls and unplannable[g[0]] is None)
     keep, skipped, reads, covered = [], [], 0, 0.0
     left = {"statements": 0, "time_ms": 0.0}
     for text, qids, calls, ms, rows in groups:
         if calls < s.min_calls:
             skipped += [Skipped(q, f"{calls} calls < min_calls {s.min_calls}") for q in qids]
+            continue
+        if is_write[text] and calls < s.min_write_calls:
+            skipped += [Skipped(q, f"a write run {calls} time(s) < min_write_calls {s.min_write_calls}: "
+                                   "not charged as recurring index upkeep") for q in qids]
+            continue
+        if unplannable[text] is not None:
+            skipped += [Skipped(q, unplannable[text]) for q in qids]
             continue
         if not is_write[text]:
             why = None
@@ -96,6 +106,7 @@ def advise(db: Database, workload: list[WorkloadQuery], activity: Activity,
            settings: Settings | None = None) -> AdviceResult:
     s = settings or Settings()
     started = time.monotonic()
+    sampled = {w.queryid for w in workload if w.sampled}
     keep, skipped, total_ms, left = select_workload(workload, s)
     catalog = Catalog(db)
     stats: dict = {"queries_in_workload": len(workload), "statements_analysed": 0,
@@ -107,18 +118,26 @@ def advise(db: Database, workload: list[WorkloadQuery], activity: Activity,
         try:
             values = ValueSource(db, [q for k in keep for q in k[1]], s.use_pg_qualstats)
             stats["pg_qualstats"] = values.qualstats
+            phase = _Phases(started)
             analysed = _explain_all(wi, catalog, values, keep, s, skipped)
+            phase.done("explain")
             stats["statements_analysed"] = len(analysed)
+            for a in analysed:
+                a.sampled = not sampled.isdisjoint(a.queryids)
             stats["planned_text"] = _planned_texts(wi, analysed)
             reads = [a for a in analysed if a.facts.write is None]
             writes = _writes(analysed, catalog)
             group_of = _table_groups(reads)
             options, cands, origin = _evaluate(wi, values, reads, s, started, stats, group_of)
+            phase.done("evaluate")
             problem = Problem({a.key: a.calls for a in reads}, {a.key: a.base_cost for a in reads}, writes,
                               s.write_cost_per_entry, s.size_cost_per_mb, s.max_indexes_per_table,
-                              s.min_index_gain)
+                              s.min_index_gain, s.index_budget or None)
             picked = [ident for ident, _ in greedy(problem, options)]
+            phase.done("select")
             final, joint = _validate(wi, reads, problem, options, cands, origin, picked, group_of)
+            phase.done("validate")
+            stats["phase_ms"] = phase.ms
             by_key = {a.key: a for a in reads}
             recs = []
             for i in final:
@@ -127,6 +146,11 @@ def advise(db: Database, workload: list[WorkloadQuery], activity: Activity,
                 except Unbuildable as e:
                     stats.setdefault("unbuildable", []).append(f"{i}: {e}")
             recs.sort(key=lambda r: -r.score)
+            # the set's total size, in every row recommend() returns for it too
+            stats["new_indexes"] = {"count": len(recs), "bytes": sum(r.estimated_size_bytes for r in recs),
+                                    "budget_bytes": int(s.index_budget) or None}
+            for r in recs:
+                r.benefit["new_indexes"] = stats["new_indexes"]
             recs += _drop_recs(db, catalog, activity, s, writes)
             stats["candidates"] = len(cands)
             stats["workload_cost_before"] = round(_workload_cost(reads, writes, s), 2)
@@ -140,7 +164,21 @@ def advise(db: Database, workload: list[WorkloadQuery], activity: Activity,
     stats.update(explain_calls=wi.explain_calls, cache_hits=wi.cache_hits, hypo_indexes=wi.hypo_created,
                  sender_calls=planning.calls,
                  elapsed_ms=round((time.monotonic() - started) * 1000, 1))
+    skipped = [Skipped(k.queryid, running.NOT_PLANNED) if k.queryid in sampled and k.reason.startswith("cannot be")
+               else k for k in skipped]
     return AdviceResult(recs, skipped, stats)
+
+
+class _Phases:
+    """Milliseconds each phase of advise() took (analyses.stats.phase_ms)."""
+
+    def __init__(self, started: float):
+        self.last, self.ms = started, {}
+
+    def done(self, name: str) -> None:
+        now = time.monotonic()
+        self.ms[name] = round((now - self.last) * 1000, 1)
+        self.last = now
 
 
 def _explain_all(wi: WhatIf, catalog: Catalog, values: ValueSource, keep, s: Settings,
@@ -149,14 +187,11 @@ def _explain_all(wi: WhatIf, catalog: Catalog, values: ValueSource, keep, s: Set
     each step a few calls per sender, whatever the number of statements."""
     who = senders.resolve(wi.db, {k[0]: k[1] for k in keep})
     todo = []
-    for k in keep:
-        reason = sqltext.single_statement(k[0])
-        if reason is None and who[k[0]].sender is None:
-            reason = f"not planned: {who[k[0]].reason}"
-        if reason is None:
-            todo.append(k)
+    for k in keep:                      # (select_workload() kept only single plannable statements)
+        if who[k[0]].sender is None:
+            skipped += [Skipped(q, f"not planned: {who[k[0]].reason}") for q in k[1]]
         else:
-            skipped += [Skipped(q, reason) for q in k[1]]
+            todo.append(k)
     prepared = wi.prepare_many([(sqltext.strip_semicolon(k[0]), who[k[0]].sender) for k in todo])
     ok = []
     for k, r in zip(todo, prepared):
@@ -271,7 +306,8 @@ def _evaluate(wi: WhatIf, values: ValueSource, reads: list[Analysed], s: Setting
     origin: dict[str, Sender] = {}
     uses: dict[str, dict[str, set[str]]] = {}      # query key -> table key -> columns used
     for a in reads:
-        for alias, u in usage_by_alias(a.facts, a.params.fixed).items():
+        # one execution's constants are no predicate a partial index could rely on
+        for alias, u in usage_by_alias(a.facts, a.params.fixed, constants_fixed=not a.sampled).items():
             t = a.tables.get(alias)
             if t is None:
                 continue
@@ -283,11 +319,16 @@ def _evaluate(wi: WhatIf, values: ValueSource, reads: list[Analysed], s: Setting
             for c in for_table(t, u, s.max_key_columns, ok):
                 cands.setdefault(c.identity(), c)
                 origin.setdefault(c.identity(), a.sender)
+    users: dict[tuple[str, str], list[Analysed]] = {}     # (table key, column) -> statements using it
+    for a in reads:
+        for tkey, cols in uses.get(a.key, {}).items():
+            for col in cols:
+                users.setdefault((tkey, col), []).append(a)
     targets: dict[str, list[Analysed]] = {}
     queues: dict[str, list[str]] = {}
     for ident, c in sorted(cands.items()):
         tkey = f"{c.schema}.{c.table}"
-        targets[ident] = [a for a in reads if c.keys[0].column in uses.get(a.key, {}).get(tkey, set())]
+        targets[ident] = users.get((tkey, c.keys[0].column), [])
         if targets[ident]:
             queues.setdefault(group_of.get(tkey, tkey), []).append(ident)
     options: dict[str, Option] = {}
@@ -484,6 +525,8 @@ def _planned_texts(wi: WhatIf, analysed: list[Analysed]) -> dict[str, str]:
     out = {}
     for a in analysed:
         p = wi.planned(a.key)
+        kind = "sampled: the text of an execution seen running" if a.sampled else \
+            f"rewritten: {', '.join(p.rewrites)}" if p.rewritten else "normalized"
         for q in a.queryids:
-            out[str(q)] = f"rewritten: {', '.join(p.rewrites)}" if p.rewritten else "normalized"
+            out[str(q)] = kind
     return out

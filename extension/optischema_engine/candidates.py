@@ -107,7 +107,9 @@ def _add(lst: list, item) -> None:
         lst.append(item)
 
 
-def usage_by_alias(f: PlanFacts, fixed_params: dict[int, str]) -> dict[str, Usage]:
+def usage_by_alias(f: PlanFacts, fixed_params: dict[int, str], constants_fixed: bool = True) -> dict[str, Usage]:
+    """constants_fixed: a constant written in the text is the statement's every time (a
+    partial-index predicate may rely on it); not so in the text of one execution."""
     single = next(iter(f.relations)) if len(f.relations) == 1 else None
     out: dict[str, Usage] = {}
 
@@ -135,7 +137,7 @@ def usage_by_alias(f: PlanFacts, fixed_params: dict[int, str]) -> dict[str, Usag
                 _add(u.in_list, left.column)
             if c.op == "=" and right.kind == "param" and right.param in fixed_params:
                 _add(u.fixed, (left.column, fixed_params[right.param]))
-            elif c.op == "=" and right.kind == "const":         # a constant written in the text
+            elif c.op == "=" and right.kind == "const" and constants_fixed:   # a constant written in the text
                 _add(u.fixed, (left.column, right.value))
         elif c.op in RANGE_OPS and right.kind in ("param", "const"):
             _add(u.ordered, left.column)

@@ -12,6 +12,9 @@ class WorkloadQuery:
     calls: int
     total_ms: float
     rows: int
+    sampled: bool = False
+    """Known only from executions seen running (running.py): `query` is the text one of them
+    was sent with, constants included."""
 
 
 @dataclass
@@ -42,12 +45,15 @@ class Activity:
 @dataclass
 class Settings:
     """Knobs of the advisor. The SQL side mirrors them as settings keys with the same names."""
-    statement_coverage: float = 0.95
+    statement_coverage: float = 0.999
     """Read statements are analysed heaviest first until they cover this fraction of the
     window's read statement time (the rest is recorded as left out)."""
     min_calls: int = 1
     """Calls a query needs in the window to be analysed. 1: a statement run once (a 20-second
     report) is part of the workload; statements are selected by the time they take."""
+    min_write_calls: int = 2
+    """Executions a write needs in the window to be charged as index upkeep: one run once (a
+    data load, a migration) says nothing of what the workload writes."""
     max_queries: int = 2000
     """Analyse at most this many read statements, heaviest first (a ceiling on the work)."""
     min_cost_reduction: float = 0.1
@@ -60,6 +66,9 @@ class Settings:
     """Planner cost units charged per index entry written by an INSERT or a non-HOT UPDATE."""
     size_cost_per_mb: float = 0.0
     """Cost units per round charged per MB of new index (0: size only breaks ties)."""
+    index_budget: float = 0.0
+    """Total size in bytes of the new indexes proposed at most (0: no limit). The SQL setting
+    also takes a share of the database ('20%'), in bytes by the time it gets here."""
     max_indexes_per_table: int = 6
     """New indexes proposed per table at most (a safety net: there is no limit on the total)."""
     max_key_columns: int = 3
@@ -69,7 +78,7 @@ class Settings:
     partial_max_fraction: float = 0.2
     """A constant equality becomes a partial-index predicate only if it keeps at most this
     fraction of the table's rows."""
-    time_budget_s: float = 20.0
+    time_budget_s: float = 60.0
     """Stop evaluating further candidates after this many seconds (the best set so far is kept)."""
     drop_unused_min_window_s: float = 7 * 86400.0
     """Advise dropping an index with no scans only if the window is at least this long:

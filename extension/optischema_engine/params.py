@@ -29,16 +29,17 @@ JOIN pg_catalog.pg_operator o ON o.oid = q.opno
 WHERE q.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
   AND q.constvalue IS NOT NULL AND q.queryid = ANY ($1::bigint[])
 GROUP BY 1, 2, 3, 4, 5, 6"""
+# Every column of a table at once (one query per table, not per column).
 _STATS_SQL = """
-SELECT most_common_vals::text::text[] AS mcv, most_common_freqs::float8[] AS freqs,
-       histogram_bounds::text::text[] AS hist, n_distinct::float8 AS n_distinct
-FROM pg_catalog.pg_stats WHERE schemaname = $1 AND tablename = $2 AND attname = $3"""
-# ... and only if role $4 may read the column's rows (its privileges, row security)
+SELECT s.attname AS column, s.most_common_vals::text::text[] AS mcv, s.most_common_freqs::float8[] AS freqs,
+       s.histogram_bounds::text::text[] AS hist, s.n_distinct::float8 AS n_distinct
+FROM pg_catalog.pg_stats s WHERE s.schemaname = $1 AND s.tablename = $2"""
+# ... and only the columns whose rows role $3 may read (its privileges, row security)
 _READER_SQL = """
  AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-             JOIN pg_catalog.pg_roles r ON r.oid = $4::oid
+             JOIN pg_catalog.pg_roles r ON r.oid = $3::oid
              WHERE n.nspname = $1 AND c.relname = $2
-               AND pg_catalog.has_column_privilege(r.oid, c.oid, $3, 'SELECT')
+               AND pg_catalog.has_column_privilege(r.oid, c.oid, s.attname, 'SELECT')
                AND (NOT c.relrowsecurity OR r.rolsuper OR r.rolbypassrls
                     OR (NOT c.relforcerowsecurity AND pg_catalog.pg_has_role(r.oid, c.relowner, 'USAGE'))))"""
 _CONSTVALUE = re.compile(r"^'((?:[^']|'')*)'::[\w .\"\[\]]+$|^(-?[\d.]+(?:e[+-]?\d+)?)(?:::[\w .\"]+)?$", re.S)
@@ -83,7 +84,7 @@ class ValueSource:
 
     def __init__(self, db: Database, queryids: list[int], use_qualstats: bool):
         self.db = db
-        self._stats: dict[tuple[str, str, str, int | None], ColumnStats | None] = {}
+        self._stats: dict[tuple[str, str, int | None], dict[str, ColumnStats]] = {}   # (schema, table, reader)
         # (queryid, userid, relid, column, op) -> [(value, occurrences)] most used first
         self.observed: dict[tuple[int, int, int, str, str], list[tuple[str, float]]] = {}
         self.qualstats = False
@@ -104,14 +105,16 @@ class ValueSource:
 
     def stats(self, rel: Relation, column: str, reader: int | None = None) -> ColumnStats | None:
         """The column's statistics; with a reader, only if that role may read the column."""
-        key = (rel.schema, rel.name, column, reader)
+        key = (rel.schema, rel.name, reader)
         if key not in self._stats:
-            args = [rel.schema, rel.name, column]
+            args = [rel.schema, rel.name]
             rows = self.db.query(_STATS_SQL + _READER_SQL, args + [reader]) if reader is not None \
                 else self.db.query(_STATS_SQL, args)
-            self._stats[key] = ColumnStats(list(rows[0]["mcv"] or []), list(rows[0]["freqs"] or []),
-                                           list(rows[0]["hist"] or [])) if rows else None
-        return self._stats[key]
+            self._stats[key] = {}
+            for r in rows:
+                self._stats[key].setdefault(r["column"], ColumnStats(list(r["mcv"] or []), list(r["freqs"] or []),
+                                                                     list(r["hist"] or [])))
+        return self._stats[key].get(column)
 
     def seen(self, queryids: list[int], relid: int, column: str, op: str, userid: int) -> list[tuple[str, float]]:
         """Constants role `userid` used in these statements."""

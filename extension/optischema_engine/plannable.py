@@ -8,7 +8,7 @@ from their spelling: "operator is not unique: unknown + unknown", "function sum(
 not exist"). libpg_query (pglast) parses normalized text (it accepts `$n` where a constant
 goes), so the text is understood with PostgreSQL's own grammar and lexer; the edits are
 made at the parser's locations in the captured text, which is otherwise left as it was:
-same parameters, same numbers, same comments.
+same parameters, same numbers, same comments (but one inside a typed literal).
 
 - `<type> $n` -> `$n::<type>` (an interval's field qualifier stays after it: `$3::interval day`)
 - `extract($n from x)` -> `pg_catalog.extract($n::text, x)`, the function EXTRACT is; its
@@ -18,9 +18,12 @@ same parameters, same numbers, same comments.
   keeps every comparison indexable (a numeric column compares with it through an implicit
   cast of the constant, an integer column of any width with a cross-type operator), which
   numeric would not (an integer column would be cast), and no value is bound to it.
+- if that does not prepare either, every constant under arithmetic and in an ARRAY[...]
+  `::integer` (variants(), plannable(numbers=True)).
 
 The result is planned as the role that sent the text, like the text itself (senders.py):
-the edits add nothing but casts to built-in types and a schema-qualified built-in function.
+the edits move a typed literal's own type name into a cast and add nothing but `::integer`,
+`::text` and the schema-qualified built-in pg_catalog.extract.
 """
 from __future__ import annotations
 
@@ -56,9 +59,23 @@ class _Edit:
     replacement: str
 
 
-def plannable(text: str) -> Plannable:
+def variants(text: str) -> list[Plannable]:
+    """The texts to try to prepare, in order: plannable(text), then, if different,
+    plannable(text, numbers=True)."""
+    first = plannable(text)
+    second = plannable(text, numbers=True)
+    return [first] if second.text == first.text else [first, second]
+
+
+def plannable(text: str, numbers: bool = False) -> Plannable:
     """`text` as PostgreSQL can prepare it (itself when it can already, or when the parser
-    cannot read it: PREPARE then says why)."""
+    cannot read it: PREPARE then says why).
+
+    numbers: also type as integer each constant that is an operand of arithmetic or an
+    element of an ARRAY[...]. For when the text without it does not prepare: a constant
+    spelled as a string is unknown to PostgreSQL in the normalized text as it was in the
+    original, so both resolve alike; when they do not (`d > current_date - $1`: date - date
+    is taken, an integer; `id = any(array[$1, $2])`: text[]), the constant was a number."""
     try:
         stmts = parse_sql(text)
         toks = scan(text)
@@ -69,7 +86,7 @@ def plannable(text: str) -> Plannable:
     params = {t.start: t.end + 1 for t in toks if t.name == "PARAM"}
     if not params:
         return Plannable(text)
-    r = _Rewriter(text, toks, params)
+    r = _Rewriter(text, toks, params, numbers)
     r.visit(stmts[0].stmt)
     if not r.edits:
         return Plannable(text, (), r.given)
@@ -93,8 +110,9 @@ def _name(names) -> str:
 
 
 class _Rewriter:
-    def __init__(self, text: str, toks, params: dict[int, int]):
+    def __init__(self, text: str, toks, params: dict[int, int], numbers: bool):
         self.text = text
+        self.numbers = numbers
         self.toks = toks
         self.params = params                     # start -> end (exclusive) of each $n
         self.edits: list[_Edit] = []
@@ -121,8 +139,13 @@ class _Rewriter:
             if self._untyped(node.rexpr) and (node.lexpr is None or self._untyped(node.lexpr)):
                 self._integer(node, "integer arithmetic between constants")
             for side in (node.lexpr, node.rexpr):
-                if isinstance(side, ast.CaseExpr) and self._untyped(side):
+                if isinstance(side, ast.CaseExpr) and self._untyped(side) or \
+                        self.numbers and isinstance(side, ast.ParamRef):
                     self._integer(side, "integer constants under arithmetic")
+        if self.numbers and isinstance(node, ast.A_ArrayExpr):
+            for e in node.elements or ():
+                if isinstance(e, ast.ParamRef):
+                    self._integer(e, "integer array elements")
         for name in type(node).__slots__:
             self.visit(getattr(node, name, None))
 

@@ -6,7 +6,7 @@ Leaves the session as found: exactly the hypothetical indexes it created are rem
 from __future__ import annotations
 
 from .db import Database
-from .plannable import Plannable, plannable
+from .plannable import Plannable, variants
 from .plans import index_names, root
 from .senders import Failed, Planning, Sender, first_line, planning, resolve_one, statement_name
 from .sqltext import quote_literal, single_statement, strip_semicolon
@@ -74,30 +74,39 @@ class WhatIf:
 
     def prepare_many(self, items: list[tuple[str, Sender]]) -> list[tuple[str, list[str]] | Unplannable]:
         """prepare() of several texts: one call per sender (and CHUNK texts). Each text is
-        first made plannable (plannable.py): what is prepared is planned(key).text."""
+        first made plannable (plannable.py), its variants tried in order: what is prepared
+        is planned(key).text. A text that does not prepare reports the first variant's error."""
         out: list[tuple[str, list[str]] | Unplannable] = [Unplannable("not prepared")] * len(items)
-        planned = [plannable(text) for text, _ in items]
-        by_sender: dict[int, list[int]] = {}
-        for n, (_, sender) in enumerate(items):
-            by_sender.setdefault(sender.oid, []).append(n)
-        for ns in by_sender.values():
-            for chunk in _chunks(ns):
-                sender = items[chunk[0]][1]
-                groups = [self._group(planned[n].text, [(_TYPES_SQL.format(name="'{name}'"), True)]) for n in chunk]
-                for n, result in zip(chunk, self._run(sender, groups)):
-                    if isinstance(result, str):
-                        out[n] = Unplannable(result + (f" (text rewritten: {', '.join(planned[n].rewrites)})"
-                                                       if planned[n].rewritten else ""))
-                        continue
-                    rows = result[0]
-                    types = [str(t) for t in (rows[0]["t"] or [])] if rows else []
-                    if "pg_catalog.unknown" in types:
-                        out[n] = Unplannable("parameter of undetermined type")
-                        continue
-                    key = statement_name()
-                    self._stmts[key] = (planned[n].text, sender, len(types))
-                    self._planned[key] = planned[n]
-                    out[n] = (key, types)
+        todo = {n: variants(text) for n, (text, _) in enumerate(items)}
+        first = True
+        while todo:
+            by_sender: dict[int, list[int]] = {}
+            for n in todo:
+                by_sender.setdefault(items[n][1].oid, []).append(n)
+            for ns in by_sender.values():
+                for chunk in _chunks(ns):
+                    sender = items[chunk[0]][1]
+                    groups = [self._group(todo[n][0].text, [(_TYPES_SQL.format(name="'{name}'"), True)])
+                              for n in chunk]
+                    for n, result in zip(chunk, self._run(sender, groups)):
+                        p = todo[n][0]
+                        if isinstance(result, str):
+                            if first:
+                                out[n] = Unplannable(result + (f" (text rewritten: {', '.join(p.rewrites)})"
+                                                               if p.rewritten else ""))
+                            continue
+                        rows = result[0]
+                        types = [str(t) for t in (rows[0]["t"] or [])] if rows else []
+                        if "pg_catalog.unknown" in types:
+                            if first:
+                                out[n] = Unplannable("parameter of undetermined type")
+                            continue
+                        key = statement_name()
+                        self._stmts[key] = (p.text, sender, len(types))
+                        self._planned[key] = p
+                        out[n] = (key, types)
+            todo = {n: v[1:] for n, v in todo.items() if isinstance(out[n], Unplannable) and len(v) > 1}
+            first = False
         return out
 
     def set_scope(self, key: str, tables: set[str]) -> None:

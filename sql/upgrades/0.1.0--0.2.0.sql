@@ -40,6 +40,16 @@ ALTER TABLE optischema.snapshots ADD COLUMN IF NOT EXISTS checkpoints_req bigint
 ALTER TABLE optischema.snapshots ADD COLUMN IF NOT EXISTS wal_lsn pg_lsn;
 -- cancel_job() of a running job records who asked; its sidecar stops it.
 ALTER TABLE optischema.jobs ADD COLUMN IF NOT EXISTS cancel_requested_by text;
+-- Thresholds relative to the whole workload and the global index cap are gone (statement_coverage, min_index_gain).
+DELETE FROM optischema.settings_set WHERE key IN ('min_query_share', 'min_workload_gain', 'max_new_indexes');
+DELETE FROM optischema.setting_defs WHERE key IN ('min_query_share', 'min_workload_gain', 'max_new_indexes');
+-- Settings of a new type: 'size' (index_budget: a size or a share of the database).
+ALTER TABLE optischema.setting_defs DROP CONSTRAINT IF EXISTS setting_defs_type_check;
+ALTER TABLE optischema.setting_defs ADD CONSTRAINT setting_defs_type_check
+    CHECK (type IN ('interval', 'integer', 'numeric', 'boolean', 'text', 'size'));
+-- top_queries() says whether a statement finished (state): executions seen running are counted.
+DROP FUNCTION IF EXISTS optischema.top_queries(interval, integer);
+DROP FUNCTION IF EXISTS optischema._top_queries(interval, integer);
 
 -- @SOURCES@
 

@@ -1,5 +1,5 @@
 BEGIN;
-SELECT plan(14);
+SELECT plan(22);
 
 SELECT is(optischema.setting('retention'), '7 days', 'retention defaults to 7 days');
 SELECT is(optischema.set_setting('retention', '14 days'), '14 days', 'set_setting returns the canonical value');
@@ -22,6 +22,19 @@ SELECT is((SELECT count(*)::int FROM optischema.settings_set WHERE key = 'retent
 SELECT throws_ok($$SELECT optischema.reset_setting('nope')$$, '42704', 'unknown setting "nope"', 'resetting an unknown key is an error');
 
 SELECT ok((SELECT bool_and(description <> '') FROM optischema.settings), 'every setting is documented');
+
+-- A size setting: a size, a share of the database, or 0 for none; the engine gets bytes.
+SELECT is((optischema._engine_settings() ->> 'index_budget')::bigint, 0::bigint, 'index_budget: none by default');
+SELECT is(optischema.set_setting('index_budget', ' 2GB '), '2GB', 'a size is kept as written');
+SELECT is((optischema._engine_settings() ->> 'index_budget')::bigint, 2147483648::bigint, 'and reaches the engine in bytes');
+SELECT is(optischema.set_setting('index_budget', '25%'), '25%', 'a share of the database');
+SELECT is((optischema._engine_settings() ->> 'index_budget')::bigint,
+          round(pg_database_size(current_database()) / 4.0)::bigint, 'is a quarter of the database''s size in bytes');
+SELECT throws_ok($$SELECT optischema.set_setting('index_budget', 'two gigs')$$, '22023',
+    'invalid value "two gigs" for setting "index_budget"', 'a malformed size is a clear error');
+SELECT throws_ok($$SELECT optischema.set_setting('index_budget', '-5%')$$, '22023',
+    'invalid value "-5%" for setting "index_budget"', 'a negative share is rejected');
+SELECT is(optischema.setting('index_budget'), '25%', 'failed writes changed nothing');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,5 +1,5 @@
 BEGIN;
-SELECT plan(32);
+SELECT plan(33);
 
 SELECT throws_ok($$SELECT * FROM optischema.top_queries(NULL)$$, '22023',
     'since must be a positive interval, got NULL', 'NULL since is a clear error');
@@ -33,6 +33,8 @@ SELECT ok((SELECT bool_and(total_ms >= coalesce(next_ms, 0)) FROM (
 SELECT ok((SELECT cache_hit_pct BETWEEN 0 AND 100 AND mean_ms = round(total_ms / calls, 3)
            FROM optischema.top_queries() WHERE query = 'SELECT sum(a) FROM tq_probe'),
           'mean and cache hit % are consistent');
+SELECT is((SELECT state FROM optischema.top_queries() WHERE query = 'SELECT sum(a) FROM tq_probe'), 'finished',
+          'a statement pg_stat_statements counted finished (running ones: tests/python/test_running_statements.py)');
 
 SELECT ok(EXISTS (SELECT 1 FROM optischema.top_queries('1000 years') WHERE query = 'SELECT sum(a) FROM tq_probe'),
           'the longest window accepted reaches back to the first snapshot');

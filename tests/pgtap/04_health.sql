@@ -1,10 +1,10 @@
 BEGIN;
-SELECT plan(10);
+SELECT plan(12);
 
 SELECT is((SELECT array_agg("check" ORDER BY "check") FROM optischema.health()),
     ARRAY['compute_query_id', 'hypopg', 'pg_cron', 'pg_stat_statements created', 'pg_stat_statements evictions',
           'pg_stat_statements preloaded', 'pg_stat_statements.track', 'plpython3u', 'sidecar heartbeat', 'sidecar version',
-          'snapshot freshness', 'track_io_timing'],
+          'snapshot freshness', 'track_activity_query_size', 'track_io_timing'],
     'health() runs every check');
 SELECT ok((SELECT bool_and(fix IS NULL) FROM optischema.health() WHERE ok), 'a passing check has no fix');
 SELECT ok((SELECT bool_and(fix IS NOT NULL AND detail IS NOT NULL) FROM optischema.health() WHERE NOT ok),
@@ -14,6 +14,14 @@ SELECT is((SELECT detail FROM optischema.health() WHERE "check" = 'sidecar heart
 SELECT is((SELECT detail FROM optischema.health() WHERE "check" = 'snapshot freshness'), 'no snapshot taken yet', 'no snapshot yet');
 SELECT optischema.snapshot();
 SELECT ok((SELECT ok FROM optischema.health() WHERE "check" = 'snapshot freshness'), 'a fresh snapshot passes');
+
+-- A captured text longer than pg_stat_activity keeps: asks for room for it with its constants.
+SELECT ok((SELECT ok FROM optischema.health() WHERE "check" = 'track_activity_query_size'), 'short texts fit');
+INSERT INTO optischema.queries (queryid, query, own, first_seen)
+VALUES (-77, 'SELECT ' || repeat('a', 1500) || ' FROM t WHERE x = $1', false, 1);
+SELECT is((SELECT fix FROM optischema.health() WHERE "check" = 'track_activity_query_size'),
+          'ALTER SYSTEM SET track_activity_query_size = 4096; then restart PostgreSQL (bytes)',
+          'a text pg_stat_activity would cut comes with the setting that keeps it whole');
 
 DROP EXTENSION hypopg;
 SELECT is((SELECT fix FROM optischema.health() WHERE "check" = 'hypopg'), 'CREATE EXTENSION hypopg;',

@@ -3,7 +3,7 @@
 -- rollback, the change loop's refusals, cancelling a running job, and the finding helpers
 -- (sql/31_maintenance.sql). Everything a role does here is rolled back at the end.
 BEGIN;
-SELECT plan(107);
+SELECT plan(111);
 
 -- Setting values (these were the LLM check's own, in Python; now the one check in SQL).
 SELECT is((SELECT row(value, own)::text FROM optischema._setting_value('work_mem', '64MB')), '(64MB,65536)', 'work_mem 64MB is 65536 kB');
@@ -214,6 +214,27 @@ SELECT is((SELECT row(j.status, c.status, r.status)::text FROM optischema.jobs j
            WHERE j.id = :j AND c.id = :c AND r.id = :role_rec), '(cancelled,cancelled,open)',
           'the job and its change are cancelled, the recommendation open again');
 SELECT alike((SELECT error FROM optischema._changes WHERE id = :c), format('job %s was cancelled by %s', :j, current_user), 'who cancelled it is recorded');
+
+-- An admin cannot have the sidecar change a setting it could not change itself.
+CREATE ROLE mnt_tap_admin;
+SELECT optischema.grant_usage('mnt_tap_admin', 'admin');
+INSERT INTO optischema._recommendations (key, kind, source, title, action_spec)
+VALUES ('t:system', 'config', 'advisor', 'system', '{"setting": "max_wal_size", "value": "2GB", "scope": "system"}');
+SELECT id AS sys FROM optischema._recommendations WHERE key = 't:system' \gset
+UPDATE optischema._recommendations SET status = 'open' WHERE id = :role_rec;
+SET ROLE mnt_tap_admin;
+SELECT throws_ok(format('SELECT optischema.apply(%s)', :sys), '42501',
+                 'refusing to change the setting: role mnt_tap_admin may not ALTER SYSTEM SET max_wal_size itself', 'not a server setting');
+SELECT throws_ok(format('SELECT optischema.apply(%s)', :role_rec), '42501',
+                 'refusing to change the setting: role mnt_tap_admin may not set work_mem for role "mnt_tap;role" itself (that takes CREATEROLE, or being that role)',
+                 'nor another role''s');
+RESET ROLE;
+GRANT ALTER SYSTEM ON PARAMETER max_wal_size TO mnt_tap_admin;
+SET ROLE mnt_tap_admin;
+SELECT lives_ok(format('SELECT optischema.apply(%s)', :sys), 'with ALTER SYSTEM on the parameter, it may');
+RESET ROLE;
+SELECT is((SELECT count(*) FROM optischema._changes WHERE recommendation_id IN (:sys, :role_rec) AND requested_by = 'mnt_tap_admin'), 1::bigint,
+          'only the allowed change was recorded');
 
 -- Finding helpers.
 SELECT is(optischema._wraparound_urgency(100, 1000, 0.8), NULL, 'young: no finding');

@@ -137,3 +137,14 @@ def test_range_bounds_are_paired_by_rank():
     assert pair_by_rank(starts, ends) == dict(zip(starts, ends))
     assert pair_by_rank(["5", "50"], ["1", "60"]) == {"5": "60", "50": "60"}, "never an empty range"
     assert pair_by_rank(["5"], []) == {}
+
+
+def test_a_constant_of_one_execution_is_a_key_but_no_predicate():
+    """In a text sampled from pg_stat_activity, `status = 'pending'` is what one execution
+    asked: an equality key, not a partial-index predicate every execution shares."""
+    plan = {"Node Type": "Seq Scan", "Relation Name": "orders", "Schema": "public", "Alias": "orders",
+            "Total Cost": 100.0, "Plan Rows": 5, "Output": ["id"], "Filter": "(orders.status = 'pending'::text)"}
+    f = facts(root([{"Plan": plan}]))
+    assert usage_by_alias(f, {})["orders"].fixed == [("status", "pending")]
+    u = usage_by_alias(f, {}, constants_fixed=False)["orders"]
+    assert u.fixed == [] and u.eq == ["status"]

@@ -7,12 +7,12 @@ from optischema_engine.advisor import select_workload
 from optischema_engine.catalog import ExistingIndex, Table
 from optischema_engine.drops import drop_advice
 from optischema_engine.model import Settings, WorkloadQuery
-from optischema_engine.selection import Option, Problem, TableWrites, WriteStmt, greedy, upkeep
+from optischema_engine.selection import Option, Problem, TableWrites, WriteStmt, greedy, objective, upkeep
 
 
 def problem(writes=None, **kw) -> Problem:
     args = dict(calls={"q1": 100, "q2": 10}, base={"q1": 1000.0, "q2": 1000.0}, writes=writes or {},
-                write_cost=2.0, size_cost_per_mb=0.0, max_per_table=4, max_total=10, min_gain=0.01)
+                write_cost=2.0, size_cost_per_mb=0.0, max_per_table=4, min_gain=0.05)
     args.update(kw)
     return Problem(**args)
 
@@ -49,21 +49,105 @@ def test_hot_breaking_index_pays_for_every_index():
     assert [i for i, _ in greedy(problem(writes), {"safe": safe, "trap": trap})] == ["safe"]
 
 
-def test_greedy_respects_per_table_and_total_limits():
+def test_greedy_respects_the_per_table_limit_and_has_no_total_limit():
     opts = {f"i{k}": Option(f"i{k}", "t", frozenset({f"c{k}"}), 1.0, 1 << 20, {f"q{k}": 1.0}) for k in range(5)}
     p = problem(calls={f"q{k}": 10 for k in range(5)}, base={f"q{k}": 1000.0 for k in range(5)}, max_per_table=2)
     assert len(greedy(p, opts)) == 2
+    many = {f"i{k}": Option(f"i{k}", f"t{k}", frozenset({"c"}), 1.0, 1 << 20, {f"q{k}": 1.0}) for k in range(300)}
+    p = problem(calls={f"q{k}": 10 for k in range(300)}, base={f"q{k}": 1000.0 for k in range(300)}, max_per_table=2)
+    assert len(greedy(p, many)) == 300
+
+
+def _app(n_tables: int, first: int = 0, calls: int = 3, writes: int = 0):
+    """Options and problem of a generated application: per table an index for a cheap
+    lookup, a wider one that extends it, an HOT-breaking one, and a marginal one."""
+    opts, calls_of, base, tw = {}, {}, {}, {}
+    for k in range(first, first + n_tables):
+        t = f"s.t{k}"
+        for q, b in (("a", 500.0), ("ab", 520.0), ("c", 480.0), ("d", 60.0)):
+            calls_of[f"{t}:{q}"], base[f"{t}:{q}"] = calls, b
+        opts[f"{t}:a"] = Option(f"{t}:a", t, frozenset({"a"}), 1.0, 400_000, {f"{t}:a": 8.0, f"{t}:ab": 40.0})
+        opts[f"{t}:ab"] = Option(f"{t}:ab", t, frozenset({"a", "b"}), 1.0, 500_000,
+                                 {f"{t}:a": 8.5, f"{t}:ab": 9.0}, extends=frozenset({f"{t}:a"}))
+        opts[f"{t}:c"] = Option(f"{t}:c", t, frozenset({"c"}), 1.0, 400_000, {f"{t}:c": 12.0})
+        opts[f"{t}:d"] = Option(f"{t}:d", t, frozenset({"d"}), 1.0, 400_000, {f"{t}:d": 58.0})   # 3%: too little
+        if writes:
+            tw[t] = TableWrites([(frozenset({"id"}), 1.0)], [WriteStmt("Update", writes, 1.0, frozenset({"c"}))])
+    return opts, calls_of, base, tw
+
+
+def test_unrelated_tables_do_not_change_the_advice_for_a_table():
+    small_opts, calls, base, tw = _app(2, writes=300)
+    alone = greedy(problem(tw, calls=calls, base=base), small_opts)
+    assert sorted(i for i, _ in alone) == ["s.t0:ab", "s.t1:ab"]       # c breaks HOT for 300 updates
+    # 500 more tables, each heavier than the first two: the first two get the same advice
+    more_opts, more_calls, more_base, more_tw = _app(500, first=2, calls=50)
+    wide = problem({**tw, **more_tw}, calls={**calls, **more_calls}, base={**base, **more_base})
+    chosen = dict(greedy(wide, {**small_opts, **more_opts}))
+    assert {i: g for i, g in chosen.items() if i.startswith(("s.t0:", "s.t1:"))} == dict(alone)
+    assert len(chosen) == 2 + 500 * 2
+    # the statements of the first two tables are 0.2% of the workload's cost; the old bar
+    # (1% of the whole workload per index) would have given them nothing
+    share = sum(calls[q] * base[q] for q in calls) / objective(wide, {}, [])
+    assert share < 0.002
+
+
+def test_an_index_must_save_min_gain_of_what_its_statements_cost():
+    opts = {"x": Option("x", "t", frozenset({"x"}), 1.0, 1 << 20, {"q1": 960.0})}      # 4% of q1
+    assert greedy(problem(), opts) == []
+    assert [i for i, _ in greedy(problem(min_gain=0.03), opts)] == ["x"]
+
+
+def test_size_is_charged_against_the_gain():
+    opts = {"x": Option("x", "t", frozenset({"x"}), 1.0, 100 << 20, {"q2": 500.0})}    # saves 10 x 500
+    assert [i for i, _ in greedy(problem(size_cost_per_mb=40.0), opts)] == ["x"]
+    assert greedy(problem(size_cost_per_mb=60.0), opts) == []
+
+
+def test_budget_takes_the_best_value_per_byte_first():
+    opts = {"big": Option("big", "t1", frozenset({"a"}), 1.0, 10 << 20, {"q1": 10.0}),
+            "small": Option("small", "t2", frozenset({"b"}), 1.0, 1 << 20, {"q2": 10.0})}
+    assert [i for i, _ in greedy(problem(budget_bytes=5 << 20), opts)] == ["small"]
+    assert sorted(i for i, _ in greedy(problem(), opts)) == ["big", "small"]
+
+
+def test_greedy_matches_a_full_recomputation():
+    """The incremental greedy takes the same steps as re-evaluating every move on the
+    whole objective would: gains add up to the objective's fall."""
+    opts, calls, base, tw = _app(30, writes=40)
+    p = problem(tw, calls=calls, base=base)
+    picked = greedy(p, opts)
+    assert objective(p, opts, []) - objective(p, opts, [i for i, _ in picked]) == \
+        __import__("pytest").approx(sum(g for _, g in picked))
 
 
 def test_workload_filter_groups_same_text_and_keeps_writes():
     wl = [WorkloadQuery(1, "SELECT * FROM t WHERE a = $1", 50, 500.0, 50),
           WorkloadQuery(2, "SELECT *  FROM t WHERE a = $1", 50, 500.0, 50),        # same text, other types
-          WorkloadQuery(3, "SELECT 2", 100, 0.1, 100),                             # negligible share
+          WorkloadQuery(3, "SELECT 2", 100, 0.1, 100),                             # beyond the coverage
           WorkloadQuery(4, "INSERT INTO t VALUES ($1)", 100, 0.1, 100),           # write: always kept
           WorkloadQuery(5, "SELECT 3", 1, 300.0, 1)]                               # one call
-    keep, skipped, _ = select_workload(wl, Settings(min_query_share=0.01, min_calls=2))
+    keep, skipped, total, left = select_workload(wl, Settings(statement_coverage=0.99, min_calls=2))
     assert [(k[1], k[2]) for k in keep] == [([1, 2], 100), ([4], 100)]
     assert {s.queryid for s in skipped} == {3, 5}
+    assert left == {"statements": 1, "time_ms": 0.1} and round(total, 1) == 1300.2
+
+
+def test_workload_is_analysed_until_the_coverage_then_the_ceiling():
+    wl = [WorkloadQuery(k, f"SELECT {k} FROM t", 2, 100.0 - k, 2) for k in range(40, 0, -1)]      # 3180 ms
+    keep, skipped, _, left = select_workload(wl, Settings(statement_coverage=0.5))
+    covered = sum(k[3] for k in keep)
+    assert covered >= 0.5 * 3180 > covered - keep[-1][3]            # the last one kept crosses 50%
+    assert [k[1][0] for k in keep] == list(range(1, len(keep) + 1))   # heaviest first
+    assert left["statements"] == 40 - len(keep) and left["time_ms"] == 3180 - covered
+    assert all("statement_coverage 0.5" in s.reason for s in skipped)
+    keep, skipped, _, left = select_workload(wl, Settings(statement_coverage=1.0, max_queries=10))
+    assert len(keep) == 10 and left["statements"] == 30 and "max_queries 10" in skipped[0].reason
+    # a utility statement takes no share of the read time: nothing it could be indexed for
+    vacuum = WorkloadQuery(99, "VACUUM t", 2, 100000.0, 0)
+    keep2, skipped, _, left2 = select_workload(wl + [vacuum], Settings(statement_coverage=0.5))
+    assert keep2 == select_workload(wl, Settings(statement_coverage=0.5))[0]
+    assert [s.reason for s in skipped if s.queryid == 99] == ["utility statement (VACUUM) cannot be explained"]
 
 
 def ix(oid, name, keys, unique=False, constraint=None, valid=True, predicate=None):
@@ -94,3 +178,15 @@ def test_the_index_a_prefix_defers_to_is_not_dropped_as_unused():
     t.indexes = [ix(1, "t_email_idx", ["email"]), ix(2, "t_email_created_idx", ["email", "created"])]
     advice = {d.index.name: d.reason for d in drop_advice([t], {1: 0, 2: 0}, 30 * 86400.0, 86400.0)}
     assert advice == {"t_email_idx": "prefix"}
+
+
+def test_a_read_run_once_is_the_workload_a_write_run_once_is_not():
+    """min_calls 1: a 20-second report run once is analysed; a data load run once is no
+    recurring index upkeep (min_write_calls 2)."""
+    wl = [WorkloadQuery(1, "SELECT * FROM t WHERE a = $1", 1, 20000.0, 10),
+          WorkloadQuery(2, "INSERT INTO t SELECT g FROM generate_series($1, $2) g", 1, 5000.0, 1000000),
+          WorkloadQuery(3, "INSERT INTO t VALUES ($1)", 2, 1.0, 2)]
+    keep, skipped, _, _ = select_workload(wl, Settings())
+    assert [k[1] for k in keep] == [[1], [3]]
+    assert [(s.queryid, s.reason) for s in skipped] == [
+        (2, "a write run 1 time(s) < min_write_calls 2: not charged as recurring index upkeep")]

@@ -1,0 +1,185 @@
+"""Statements that never finish: snapshot() samples pg_stat_activity, top_queries() shows
+them (running, then never finished), recommend() plans their sampled text as their sender and
+advises them, health() flags texts cut at track_activity_query_size. A statement is kept
+running by an advisory lock (no timing involved) and then cancelled, the way a
+statement_timeout would end it: pg_stat_statements never counts it."""
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+
+import engine_helpers  # noqa: F401  (puts the engine on sys.path)
+import psycopg
+import pytest
+
+from optischema_engine.model import WorkloadQuery
+from optischema_engine.running import TRUNCATED, Unfinished, merge
+
+LOCK = 4242
+SLOW = (f"SELECT pad FROM cov_run WHERE pg_advisory_lock_shared({LOCK}) IS NOT NULL "
+        f"AND k = 777 AND pad <> 'secret-constant'")
+
+
+class Blocked:
+    """A statement sent by `role` that waits on the advisory lock `conn` holds, until cancelled."""
+
+    def __init__(self, conn: psycopg.Connection, role: str, sql: str):
+        self.conn, self.sql, self.error = conn, sql, None
+        self.app = psycopg.connect(conn.info.dsn, user=role, autocommit=True)
+        self.pid = self.app.info.backend_pid
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        try:
+            self.app.execute(self.sql).fetchall()
+        except psycopg.Error as e:
+            self.error = e
+
+    def __enter__(self) -> "Blocked":
+        self.thread.start()
+        for _ in range(600):         # until it waits on the lock (a wait for an event, not a delay)
+            if self.conn.execute("SELECT wait_event_type = 'Lock' AND wait_event = 'advisory' FROM pg_stat_activity "
+                                 "WHERE pid = %s", (self.pid,)).fetchone()[0]:
+                return self
+            self.thread.join(0.05)
+        raise AssertionError("the statement never waited on the lock")
+
+    def cancel(self) -> None:
+        self.conn.execute("SELECT pg_cancel_backend(%s)", (self.pid,))
+        self.thread.join(30)
+        assert isinstance(self.error, psycopg.errors.QueryCanceled), self.error
+
+    def __exit__(self, *exc) -> None:
+        if self.thread.is_alive():
+            self.cancel()
+        self.app.close()
+
+
+@pytest.fixture
+def running_db(conn: psycopg.Connection) -> Iterator[tuple[psycopg.Connection, str]]:
+    role = "cov_run_" + uuid.uuid4().hex[:8]
+    conn.execute(f"CREATE ROLE {role} LOGIN")
+    conn.execute("CREATE TABLE cov_run (id int, k int, pad text)")
+    conn.execute("INSERT INTO cov_run SELECT g, g % 50000, 'p' || g FROM generate_series(1, 200000) g")
+    conn.execute("ANALYZE cov_run")
+    conn.execute(f"GRANT SELECT ON cov_run TO {role}")
+    # every statement running at the snapshot counts (the lock, not the clock, keeps it running)
+    conn.execute("SELECT optischema.set_setting('running_min_duration', '0')")
+    conn.execute("SELECT optischema.set_setting('statement_coverage', '1')")
+    conn.execute("SELECT optischema.snapshot()")
+    try:
+        yield conn, role
+    finally:
+        conn.execute("SELECT pg_advisory_unlock_all()")
+        conn.execute(f"DROP OWNED BY {role}")
+        conn.execute(f"DROP ROLE {role}")
+
+
+def top(conn: psycopg.Connection) -> dict[int, tuple]:
+    return {r[0]: r[1:] for r in conn.execute("SELECT queryid, query, calls, state FROM optischema.top_queries('1 hour', 100)")}
+
+
+def test_a_statement_that_never_finishes_is_shown_and_advised(running_db) -> None:
+    conn, role = running_db
+    conn.execute("SELECT pg_advisory_lock(%s)", (LOCK,))
+    with Blocked(conn, role, SLOW) as b:
+        conn.execute("SELECT optischema.snapshot()")
+        (qid, text, truncated, finished), = conn.execute(
+            "SELECT queryid, query, truncated, finished FROM optischema.running_statements WHERE pid = %s", (b.pid,)).fetchall()
+        assert (text, truncated, finished) == (SLOW, False, None)        # constants kept: they make it plannable
+        assert top(conn)[qid] == (SLOW, 1, "running")
+        b.cancel()
+    conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK,))
+    conn.execute("SELECT optischema.snapshot()")
+    assert conn.execute("SELECT count(*) FROM pg_stat_statements WHERE queryid = %s", (qid,)).fetchone()[0] == 0, \
+        "a cancelled statement never reaches pg_stat_statements"
+    assert conn.execute("SELECT finished FROM optischema.running_statements WHERE queryid = %s", (qid,)).fetchone()[0] \
+        is False
+    _, calls, state = top(conn)[qid]
+    assert (calls, state) == (1, "never finished")
+
+    recs = conn.execute("SELECT ddl, queryids FROM optischema.recommend(50) WHERE kind = 'create_index'").fetchall()
+    stats, skipped = conn.execute("SELECT stats, skipped FROM optischema.analyses ORDER BY id DESC LIMIT 1").fetchone()
+    assert stats["planned_text"][str(qid)].startswith("sampled"), stats["planned_text"]
+    assert [s for s in skipped if s["queryid"] == qid] == []
+    (ddl,) = [d for d, qids in recs if qid in qids]
+    assert "cov_run USING btree (k" in ddl
+    # one execution's constants are no partial-index predicate, and no constant is recorded
+    assert " WHERE " not in ddl and "777" not in ddl and "secret-constant" not in ddl
+    assert "secret-constant" not in str(stats) + str(skipped)
+
+
+def test_the_sampled_text_is_shown_only_as_pg_stat_activity_would(running_db) -> None:
+    conn, role = running_db
+    reader = "cov_rd_" + uuid.uuid4().hex[:8]
+    conn.execute(f"CREATE ROLE {reader} LOGIN")
+    try:
+        conn.execute("SELECT optischema.grant_usage(%s)", (reader,))
+        conn.execute("SELECT pg_advisory_lock(%s)", (LOCK,))
+        with Blocked(conn, role, SLOW) as b:
+            conn.execute("SELECT optischema.snapshot()")
+            qid = conn.execute("SELECT queryid FROM optischema.running_statements WHERE pid = %s", (b.pid,)).fetchone()[0]
+            conn.execute(f"SET ROLE {reader}")
+            try:
+                assert top(conn)[qid] == ("<insufficient privilege>", 1, "running")
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute("SELECT * FROM optischema.running_statements")
+            finally:
+                conn.execute("RESET ROLE")
+            conn.execute("SELECT optischema.grant_usage(%s, 'admin')", (reader,))
+            conn.execute(f"SET ROLE {reader}")
+            try:
+                assert conn.execute("SELECT count(*) FROM optischema.running_statements").fetchone()[0] == 0, \
+                    "an admin reads the table, but not the rows of roles it is not a member of"
+            finally:
+                conn.execute("RESET ROLE")
+            conn.execute(f"GRANT {role} TO {reader}")
+            conn.execute(f"SET ROLE {reader}")
+            try:
+                assert top(conn)[qid][0] == SLOW, "a member of the role that ran it sees it"
+                assert conn.execute("SELECT query FROM optischema.running_statements").fetchall() == [(SLOW,)]
+            finally:
+                conn.execute("RESET ROLE")
+    finally:
+        conn.execute(f"SELECT optischema.revoke_usage('{reader}')")
+        conn.execute(f"DROP ROLE {reader}")
+
+
+def test_a_cut_text_is_skipped_and_health_says_how_to_keep_it_whole(running_db) -> None:
+    conn, role = running_db
+    size = int(conn.execute("SELECT setting FROM pg_settings WHERE name = 'track_activity_query_size'").fetchone()[0])
+    long = SLOW.replace("secret-constant", "x" * size)
+    conn.execute("SELECT pg_advisory_lock(%s)", (LOCK,))
+    with Blocked(conn, role, long) as b:
+        conn.execute("SELECT optischema.snapshot()")
+        qid, truncated = conn.execute("SELECT queryid, truncated FROM optischema.running_statements WHERE pid = %s",
+                                      (b.pid,)).fetchone()
+        assert truncated
+    conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK,))
+    conn.execute("SELECT optischema.snapshot()")
+    ok, detail, fix = conn.execute("SELECT ok, detail, fix FROM optischema.health() WHERE \"check\" = 'track_activity_query_size'"
+                                   ).fetchone()
+    assert not ok and "1 statement(s) seen running were cut" in detail
+    assert fix == f"ALTER SYSTEM SET track_activity_query_size = {2 * size}; then restart PostgreSQL (bytes)"
+    conn.execute("SELECT * FROM optischema.recommend(50)").fetchall()
+    skipped = conn.execute("SELECT skipped FROM optischema.analyses ORDER BY id DESC LIMIT 1").fetchone()[0]
+    assert [s["reason"] for s in skipped if s["queryid"] == qid] == [
+        "its text, sampled from pg_stat_activity while it ran, is cut at track_activity_query_size: "
+        "see optischema.health() for the fix"]
+
+
+def test_merge_weighs_unfinished_executions_by_their_time() -> None:
+    wl = [WorkloadQuery(1, "SELECT a FROM t WHERE b = $1", 10, 100.0, 10), WorkloadQuery(2, "SELECT 2", 1, 1.0, 1)]
+    out, skipped, unreadable = merge(wl, [
+        Unfinished(1, "SELECT a FROM t WHERE b = 7", 2, 60000.0, False),     # counted too: added to its figures
+        Unfinished(3, "SELECT c FROM t WHERE d = 'x'", 1, 30000.0, False),   # never counted: its sampled text
+        Unfinished(4, "SELECT e FROM t WHERE f = 'cut", 1, 5000.0, True),     # cut: cannot be planned
+        Unfinished(5, None, 1, 5000.0, False),                                # not readable by the caller
+        Unfinished(2, "SELECT 2", 1, 9.0, False),                             # its normalized text is hidden
+    ], hidden={2})
+    assert [(w.queryid, w.query, w.calls, w.total_ms, w.sampled) for w in out] == [
+        (1, "SELECT a FROM t WHERE b = $1", 12, 60100.0, False), (2, "SELECT 2", 1, 1.0, False),
+        (3, "SELECT c FROM t WHERE d = 'x'", 1, 30000.0, True)]
+    assert [(k.queryid, k.reason) for k in skipped] == [(4, TRUNCATED)]
+    assert [u.queryid for u in unreadable] == [5]
