@@ -377,7 +377,7 @@ $$;
 -- every captured utility text; else the statement without its comments
 -- (constants kept: they make it plannable).
 CREATE OR REPLACE FUNCTION optischema._running_text(p_sql text) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT
+LANGUAGE sql STABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN optischema._is_utility(p_sql)

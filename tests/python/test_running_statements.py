@@ -183,3 +183,28 @@ def test_merge_weighs_unfinished_executions_by_their_time() -> None:
         (3, "SELECT c FROM t WHERE d = 'x'", 1, 30000.0, True)]
     assert [(k.queryid, k.reason) for k in skipped] == [(4, TRUNCATED)]
     assert [u.queryid for u in unreadable] == [5]
+
+
+def test_an_error_planning_a_sampled_text_is_not_recorded(running_db) -> None:
+    """Its message could quote the statement's constants: only that it failed is recorded."""
+    conn, role = running_db
+    conn.execute("CREATE TABLE cov_run2 (k int, tag text)")
+    conn.execute(f"GRANT SELECT ON cov_run2 TO {role}")
+    sql = f"SELECT k FROM cov_run2 WHERE pg_advisory_lock_shared({LOCK}) IS NOT NULL AND tag = 'secret-tag'"
+    conn.execute("INSERT INTO cov_run2 VALUES (1, 'a')")
+    conn.execute("SELECT pg_advisory_lock(%s)", (LOCK,))
+    with Blocked(conn, role, sql) as b:
+        conn.execute("SELECT optischema.snapshot()")
+        qid = conn.execute("SELECT queryid FROM optischema.running_statements WHERE pid = %s", (b.pid,)).fetchone()[0]
+    conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK,))
+    conn.execute("SELECT optischema.snapshot()")
+    # now 'secret-tag' is no integer: planning the text fails, quoting it
+    conn.execute("ALTER TABLE cov_run2 ALTER tag TYPE int USING 0")
+    with pytest.raises(psycopg.errors.InvalidTextRepresentation, match="secret-tag"):
+        conn.execute(f"EXPLAIN {sql}")
+    conn.execute("SELECT * FROM optischema.recommend(50)").fetchall()
+    stats, skipped = conn.execute("SELECT stats, skipped FROM optischema.analyses ORDER BY id DESC LIMIT 1").fetchone()
+    assert [s["reason"] for s in skipped if s["queryid"] == qid] == [
+        "cannot be re-planned: the text sampled while it ran (its error is not recorded: "
+        "it could quote the statement's constants)"]
+    assert "secret-tag" not in str(stats) + str(skipped)
