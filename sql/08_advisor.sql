@@ -227,15 +227,17 @@ GD["optischema_advice"] = (xid, p_from, p_to, result)
 return result
 $$;
 
--- The result of the last _advise() of this transaction, taken (once).
-CREATE OR REPLACE FUNCTION optischema._take_advice(OUT p_from bigint, OUT p_to bigint, OUT result jsonb)
+-- The result a PL/Python analysis of this transaction kept in GD under
+-- optischema_<p_what> (_advise(): 'advice', _maintenance_plans():
+-- 'maintenance'), taken (once) by the definer function that records it.
+CREATE OR REPLACE FUNCTION optischema._take_result(p_what text, OUT p_from bigint, OUT p_to bigint, OUT result jsonb)
 LANGUAGE plpython3u
 SET search_path = pg_catalog, pg_temp
 AS $$
-entry = GD.pop("optischema_advice", None)
+entry = GD.pop("optischema_" + p_what, None)
 xid = plpy.execute("SELECT pg_catalog.pg_current_xact_id()::text AS x")[0]["x"]
 if entry is None or entry[0] != xid:
-    plpy.error("no advice was computed in this transaction", hint="Run SELECT * FROM optischema.recommend();",
+    plpy.error(f"no {p_what} was computed in this transaction", hint="Run SELECT * FROM optischema.recommend();",
                sqlstate="55000")
 return entry[1:]
 $$;

@@ -55,7 +55,7 @@ DECLARE
     v_analysis bigint;
 BEGIN
     PERFORM optischema._xact_lock('recommend');
-    SELECT a.p_from, a.p_to, a.result INTO v_from, v_to, v_result FROM optischema._take_advice() a;
+    SELECT a.p_from, a.p_to, a.result INTO v_from, v_to, v_result FROM optischema._take_result('advice') a;
 
     -- The same advice keeps its row (and id). Only open or superseded rows
     -- take the new figures; what a DBA applied, dismissed or rolled back stays as they left it.

@@ -178,19 +178,6 @@ GD["optischema_maintenance"] = (xid, p_from, p_to, result)
 return result
 $$;
 
--- The result of the last _maintenance_plans() of this transaction, taken (once).
-CREATE OR REPLACE FUNCTION optischema._take_maintenance_plans(OUT p_from bigint, OUT p_to bigint, OUT result jsonb)
-LANGUAGE plpython3u
-SET search_path = pg_catalog, pg_temp
-AS $$
-entry = GD.pop("optischema_maintenance", None)
-xid = plpy.execute("SELECT pg_catalog.pg_current_xact_id()::text AS x")[0]["x"]
-if entry is None or entry[0] != xid:
-    plpy.error("no maintenance plans were made in this transaction", hint="Run SELECT * FROM optischema.recommend();",
-               sqlstate="55000")
-return entry[1:]
-$$;
-
 -- A table's figures as the findings and their verification read them.
 CREATE OR REPLACE FUNCTION optischema._table_facts(p_relid oid) RETURNS jsonb
 LANGUAGE sql STABLE
@@ -767,7 +754,7 @@ DECLARE
     v_found jsonb;
 BEGIN
     PERFORM optischema._xact_lock('recommend');
-    SELECT a.p_from, a.p_to, a.result INTO v_from, v_to, v_plans FROM optischema._take_maintenance_plans() a;
+    SELECT a.p_from, a.p_to, a.result INTO v_from, v_to, v_plans FROM optischema._take_result('maintenance') a;
     v_found := optischema._maintenance_findings(v_from, v_to, v_plans);
 
     INSERT INTO optischema._recommendations AS r

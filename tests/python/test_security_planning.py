@@ -237,7 +237,7 @@ def test_writes_of_recommend_record_only_the_engines_result(db_dsn: str, roles: 
             c.execute("SELECT optischema._record_advice()")
         assert c.execute("SELECT count(*) FROM optischema.analyses").fetchone()[0] == 0
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            c.execute("SELECT * FROM optischema._take_advice()")
+            c.execute("SELECT * FROM optischema._take_result('advice')")
 
 
 # -- the sandbox itself, through the engine's own adapter ---------------------------------
