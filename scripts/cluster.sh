@@ -47,7 +47,9 @@ init_cluster() {
     {
         echo "listen_addresses = 'localhost'"
         if [ "$preload" = yes ]; then
-            echo "shared_preload_libraries = 'pg_stat_statements,pg_cron'"
+            echo "shared_preload_libraries = 'pg_stat_statements,pg_qualstats,pg_cron'"
+            # every statement, not 1 in max_connections: tests and benchmarks run each once
+            echo "pg_qualstats.sample_rate = 1"
             echo "cron.database_name = 'postgres'"
         fi
         echo "compute_query_id = on"

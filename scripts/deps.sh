@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-plpython3-15 python3-pglast postgresql-15-hypopg
-          postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl postgresql-15-cron
+          postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl postgresql-15-cron postgresql-15-pg-qualstats
           python3-venv make chromium chromium-driver)
 
 missing=()
