@@ -34,6 +34,21 @@ $(UPGRADES): extension/optischema--%.sql: sql/upgrades/%.sql $(SQL_SOURCES) scri
 $(FROZEN): extension/%.sql: sql/releases/%.sql scripts/build-sql.sh
 	$(BUILD_SQL) frozen $@ $<
 
+# The plain install (no extension, no PL/Python: optischema-sidecar install and
+# upgrade) ships in the sidecar package: the same sources, built by the same script
+# (setup.py builds the same for a pip install). Upgrades from the versions that had
+# a plain install: 0.1.0 had none, and its steps are the extension's alone.
+PLAIN_UPGRADES = $(patsubst sql/upgrades/%,sidecar/sql/optischema--%,$(filter-out sql/upgrades/0.1.0--%,$(wildcard sql/upgrades/*--$(EXTVERSION).sql)))
+PLAIN        = sidecar/sql/optischema--$(EXTVERSION).sql $(PLAIN_UPGRADES)
+EXTRA_CLEAN += $(PLAIN)
+all: $(PLAIN)
+sidecar/sql/optischema--$(EXTVERSION).sql: $(SQL_SOURCES) scripts/build-sql.sh
+	@mkdir -p sidecar/sql
+	$(BUILD_SQL) plain $@
+$(PLAIN_UPGRADES): sidecar/sql/optischema--%.sql: sql/upgrades/%.sql $(SQL_SOURCES) scripts/build-sql.sh
+	@mkdir -p sidecar/sql
+	$(BUILD_SQL) plain-upgrade $@ $<
+
 install: install-engine
 install-engine:
 	rm -rf '$(DESTDIR)$(ENGINE_BASE)/$(EXTVERSION)'

@@ -16,7 +16,7 @@ def server_dsn() -> str:
                           capture_output=True, text=True).stdout.strip()
 
 
-def fresh_database(name: str, extensions: tuple[str, ...] = ("hypopg", "optischema")) -> str:
+def fresh_database(name: str, extensions: tuple[str, ...] = ("hypopg", "pg_qualstats", "optischema")) -> str:
     """Drops and recreates database `name` with the extensions; returns its DSN."""
     with psycopg.connect(server_dsn(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -277,23 +277,34 @@ class Advice:
 
 
 class Snapshots:
-    """optischema.snapshot() every `every` seconds while the workload runs, as a scheduler
-    (pg_cron, the sidecar) takes them: a statement running at one of them is seen even if it
-    never finishes (0: none, only the snapshots before and after the workload)."""
+    """What a scheduler (the sidecar) does while the workload runs: optischema.sample_running()
+    every `sample_every` seconds (the sidecar's sample_interval, 10 by default), and a snapshot
+    every `every` seconds (0: only the snapshots before and after the workload). A statement
+    that times out is seen only by a sample or a snapshot taken while it runs."""
 
-    def __init__(self, dsn: str, every: float):
-        self.dsn, self.every, self.taken = dsn, every, 0
+    def __init__(self, dsn: str, every: float, sample_every: float = 10.0):
+        self.dsn, self.every, self.sample_every, self.taken, self.samples = dsn, every, sample_every, 0, 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        ticks = [t for t in (self.every, self.sample_every) if t > 0]
+        next_snapshot, next_sample = self.every, self.sample_every
+        elapsed = 0.0
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            while not self.stop.wait(self.every):
-                conn.execute("SELECT optischema.snapshot()")
-                self.taken += 1
+            while not self.stop.wait(min(ticks)):
+                elapsed += min(ticks)
+                if self.every > 0 and elapsed >= next_snapshot:
+                    conn.execute("SELECT optischema.snapshot()")
+                    self.taken += 1
+                    next_snapshot += self.every
+                if self.sample_every > 0 and elapsed >= next_sample:
+                    conn.execute("SELECT optischema.sample_running()")
+                    self.samples += 1
+                    next_sample += self.sample_every
 
     def __enter__(self) -> "Snapshots":
-        if self.every > 0:
+        if self.every > 0 or self.sample_every > 0:
             self.thread.start()
         return self
 
@@ -304,22 +315,25 @@ class Snapshots:
 
 
 def advise(dsn: str, qs: list[int], timeout_s: float, settings: dict[str, str], rounds: int,
-           snapshot_every: float = 0) -> Advice:
+           snapshot_every: float = 0, sample_every: float = 10.0) -> Advice:
     with psycopg.connect(dsn, autocommit=True) as conn:
         # A fresh install of what `make install` put on this machine: no analysis,
         # recommendation or setting of an earlier run survives.
         conn.execute("DROP EXTENSION IF EXISTS optischema CASCADE")
         conn.execute("CREATE EXTENSION IF NOT EXISTS hypopg")
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_qualstats")     # the constants the literal text ran with
         conn.execute("CREATE EXTENSION optischema CASCADE")
         for key, value in settings.items():
             conn.execute("SELECT optischema.set_setting(%s, %s)", (key, value))
         # The cluster is the benchmark's own: a clean pg_stat_statements, as after a restart.
         conn.execute("SELECT pg_stat_statements_reset()")
+        conn.execute("SELECT pg_qualstats_reset()")
         conn.execute("SELECT optischema.snapshot()")
         print(f"workload: {len(qs)} queries x {rounds}, statement_timeout {timeout_s:g} s"
-              + (f", a snapshot every {snapshot_every:g} s" if snapshot_every > 0 else ""), flush=True)
+              + (f", a snapshot every {snapshot_every:g} s" if snapshot_every > 0 else "")
+              + f", running statements sampled every {sample_every:g} s", flush=True)
         workload: dict[int, Run] = {}
-        with connect_timed(dsn, timeout_s) as wconn, Snapshots(dsn, snapshot_every):
+        with connect_timed(dsn, timeout_s) as wconn, Snapshots(dsn, snapshot_every, sample_every):
             for _ in range(rounds):
                 for q in qs:
                     workload[q] = run_once(wconn, q)
@@ -343,6 +357,46 @@ def advise(dsn: str, qs: list[int], timeout_s: float, settings: dict[str, str], 
         else:
             other[kind] = other.get(kind, 0) + 1
     return Advice(workload, recommend_s, ddl, other, stats or {}, skipped or [], captured, served)
+
+
+def rewrites(dsn: str, qids: dict[int, int], timeout_s: float) -> dict[int, dict]:
+    """After advise(): the rewrites job as the sidecar runs it (optischema_sidecar.rewrites),
+    each proof run bounded by the workload's timeout. Per query: the proven rewrite and its
+    measured speedup, the median over the proof's parameter sets of original ms / rewrite ms
+    (each side run once per set, in the proof), or why there is none."""
+    from optischema_sidecar.rewrites import check
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT optischema.set_setting('rewrite_check_timeout', %s)", (f"{timeout_s:g} seconds",))
+        t0 = time.perf_counter()
+        result = check(conn)
+        elapsed = time.perf_counter() - t0
+        recs = {r[0]: r[1:] for r in conn.execute(
+            "SELECT queryids[1], evidence, ddl FROM optischema.recommendations WHERE kind = 'rewrite'"
+            " AND source = 'advisor' AND status = 'open'")}
+    by_qid = {qid: q for q, qid in qids.items()}
+    out: dict[int, dict] = {}
+    for line in result["candidates"]:
+        q = by_qid.get(line["queryid"])
+        if q is None:
+            continue
+        item = out.setdefault(q, {"candidates": []})
+        item["candidates"].append({k: line[k] for k in ("pattern", "accepted", "reason")})
+        if line["accepted"] and line["queryid"] in recs:
+            evidence, sql = recs[line["queryid"]]
+            speedups = [r["ms"]["original"] / max(r["ms"]["rewrite"], 0.001) for r in evidence["runs"]]
+            item.update(proven=True, pattern=evidence["pattern"], sql=sql, speedup=statistics.median(speedups),
+                        runs=[r["ms"] for r in evidence["runs"]])
+    print(f"\n== rewrite advice: {result['statements_checked']} statements checked in {elapsed:.1f} s, "
+          f"{result['proven']} proven, {result['rejected']} rejected (proof timeout {timeout_s:g} s)")
+    for q in sorted(out):
+        item = out[q]
+        if item.get("proven"):
+            print(f"Q{q:<3} proven  {item['pattern']:<20} speedup x{item['speedup']:.1f} (median of "
+                  f"{len(item['runs'])} parameter sets: {item['runs']})")
+        for c in item["candidates"]:
+            if not c["accepted"]:
+                print(f"Q{q:<3} rejected {c['pattern']:<20} {c['reason']}")
+    return out
 
 
 def advisor_status(qid: int, advice: Advice) -> str:
@@ -443,6 +497,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--snapshot-every", type=float, default=float(env("TPCH_SNAPSHOT_EVERY", "0")), metavar="SECONDS",
                    help="also take a snapshot this often while the workload runs, as a scheduler would "
                         "(0: only before and after it; a statement that times out is seen only by one taken while it runs)")
+    p.add_argument("--sample-every", type=float, default=float(env("TPCH_SAMPLE_EVERY", "10")), metavar="SECONDS",
+                   help="sample the statements running now this often, as the sidecar does (10, its default; 0: never)")
     p.add_argument("--set", action="append", default=[s for s in env("TPCH_SETTINGS", "").split(",") if s],
                    metavar="KEY=VALUE", help="an OptiSchema setting for the run (repeatable; default: none)")
     p.add_argument("--indexes", action="append", default=[s for s in env("TPCH_INDEXES", "").split(",") if s],
@@ -450,6 +506,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--skip-advisor", action="store_true", help="score only the --indexes sets")
     p.add_argument("--real", action="store_true", default=env("TPCH_REAL", "") not in ("", "0"),
                    help="also build each set and time the queries, median of 3, with and without it (long)")
+    p.add_argument("--rewrites", action="store_true", default=env("TPCH_REWRITES", "") not in ("", "0"),
+                   help="also run the rewrite advice (the sidecar's rewrites job) and report each proven "
+                        "rewrite's measured speedup")
     p.add_argument("--json", type=Path, help="also write every figure to this file")
     a = p.parse_args(argv)
 
@@ -473,7 +532,7 @@ def main(argv: list[str] | None = None) -> None:
                     "settings": settings, "base_cost": base_cost}
     advice = None
     if not a.skip_advisor:
-        advice = advise(dsn, qs, a.timeout, settings, a.rounds, a.snapshot_every)
+        advice = advise(dsn, qs, a.timeout, settings, a.rounds, a.snapshot_every, a.sample_every)
         sets.insert(0, IndexSet(ADVISOR, advice.ddl))
     with psycopg.connect(dsn, autocommit=True) as conn:
         for s in sets:
@@ -506,6 +565,9 @@ def main(argv: list[str] | None = None) -> None:
         result["advisor"] = {"queryids": qids, "status": status, "analysed": analysed, "timeouts": timeouts,
                              "workload_ms": {q: advice.workload[q].ms for q in qs},
                              "recommend_s": advice.recommend_s, "stats": st, "skipped": advice.skipped}
+
+    if advice is not None and a.rewrites:
+        result["rewrites"] = rewrites(dsn, qids, a.timeout)
 
     total_base = sum(base_cost.values())
     print(f"\n== no index{' but the primary keys' if a.keys == 'pk' else ''}: "

@@ -1,6 +1,8 @@
 """optischema-sidecar: runs the jobs of one or many OptiSchema databases.
 
     optischema-sidecar --dsn "host=db1 dbname=app user=optischema_sidecar" [--dsn ...]
+    optischema-sidecar install|upgrade --dsn ...   OptiSchema without the extension
+                                                   (no PL/Python: README, Managed databases)
 
 Every flag has an environment variable (OPTISCHEMA_<NAME>, e.g.
 OPTISCHEMA_DSN with one connection string per line) and a key in the
@@ -19,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from optischema_sidecar import __version__, config, metrics, report, scheduler
+from optischema_sidecar import __version__, config, install, metrics, report, scheduler
 from optischema_sidecar import logging as jsonlog
 from optischema_sidecar.db import describe
 from optischema_sidecar.handlers import HANDLERS
@@ -45,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-schedule", dest="schedule", action="store_const", const=False,
                    help="do not queue scheduled jobs (pg_cron does, or only other sidecars should)")
     p.add_argument("--schedule-tick", type=float, help="seconds between checks for due scheduled jobs (default 30)")
+    p.add_argument("--sample-interval", type=float,
+                   help="seconds between samples of the statements running now; 0: only at snapshots (default 10)")
     p.add_argument("--metrics-host", help="address of /metrics and /healthz (default 127.0.0.1)")
     p.add_argument("--metrics-port", type=int, help="port of /metrics and /healthz; 0 turns them off (default 9187)")
     p.add_argument("--shutdown-grace", type=float, help="seconds a running job may finish after SIGTERM (default 30)")
@@ -54,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("install", "upgrade"):
+        return install.main(argv[0], argv[1:])
     args = vars(_parser().parse_args(argv))
     config_file = args.pop("config")
     flags: dict[str, Any] = {k: v for k, v in args.items() if v is not None}

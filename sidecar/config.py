@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     heartbeat_interval: float = Field(10.0, gt=0, description="seconds between heartbeats (which renew leases)")
     schedule: bool = True
     schedule_tick: float = Field(30.0, gt=0, description="seconds between checks for due scheduled jobs")
+    sample_interval: float = Field(10.0, ge=0, description="seconds between samples of the statements running now "
+                                   "(optischema.sample_running()); 0: only at snapshots")
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9187, ge=0, le=65535, description="0 turns the /metrics and /healthz server off")
     shutdown_grace: float = Field(30.0, ge=0, description="seconds a running job may finish after SIGTERM")

@@ -10,7 +10,11 @@ checked in the catalog), never taken from stored text. Every step is
 idempotent, because a job may run again after its sidecar died at any point:
 an index that already exists (valid) is done, an INVALID one left by a failed
 or interrupted build is dropped before building again and after a failure,
-and a backend orphaned by a killed sidecar is terminated. A job cancelled
+and a backend orphaned by a killed sidecar is terminated. An index on a
+partitioned table is built in steps (optischema._change_steps(): ON ONLY the
+table, CONCURRENTLY on each partition, ATTACH PARTITION), each skipped when the
+catalog shows it done; after a failure what the steps built is removed
+(optischema._change_leftovers()). A job cancelled
 while it runs (optischema.cancel_job()) has its statement cancelled: the
 change ends 'cancelled', not 'failed'."""
 from __future__ import annotations
@@ -49,6 +53,51 @@ def _drop_invalid(conn: psycopg.Connection, schema: str, name: str) -> bool:
         conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}.{}").format(sql.Identifier(schema), sql.Identifier(name)))
     log.info("dropped INVALID index", extra={"index": f"{schema}.{name}"})
     return True
+
+
+def _index_on(conn: psycopg.Connection, table: int, schema: str, name: str) -> tuple[bool | None, bool]:
+    """(valid: as _index_valid(), attached to a partitioned index) of that index of table `table`."""
+    row = conn.execute(
+        "SELECT i.indisvalid, c.relispartition FROM pg_catalog.pg_class c"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid"
+        " WHERE n.nspname = %s AND c.relname = %s AND i.indrelid = %s::oid", (schema, name, table)).fetchone()
+    return (None, False) if row is None else (bool(row[0]), bool(row[1]))
+
+
+def _remove_leftovers(conn: psycopg.Connection, change_id: int) -> int:
+    """Removes what a failed build on a partitioned table left: its partitions'
+    unattached indexes, then its own index (with the attached ones). Returns how many
+    statements that took (0: nothing was left, or not a partitioned table)."""
+    rows = conn.execute("SELECT ddl FROM optischema._change_leftovers(%s)", (change_id,)).fetchall()
+    for (ddl,) in rows:
+        with _bounded(conn, statement=False):
+            conn.execute(ddl)
+    if rows:
+        log.info("removed a partial partitioned index", extra={"change_id": change_id, "statements": len(rows)})
+    return len(rows)
+
+
+def _run_steps(conn: psycopg.Connection, job: Job, steps: list[dict], ran: list[str]) -> None:
+    """The steps of a build on a partitioned table, each skipped when done already
+    (a retry resumes): create the index unless it exists (an INVALID leaf index of an
+    earlier attempt is built again), attach it unless attached. `ran` gets each
+    statement before it runs: its last one is the one that failed."""
+    for s in steps:
+        if job["attempts"] > 1:
+            _terminate_orphans(conn, s["create_ddl"])
+        valid, attached = _index_on(conn, s["table_oid"], s["index_schema"], s["index_name"])
+        if s["kind"] == "leaf" and valid is False:
+            _drop_invalid(conn, s["index_schema"], s["index_name"])
+            valid = None
+        if valid is None:
+            ran.append(s["create_ddl"])
+            with _bounded(conn):
+                conn.execute(s["create_ddl"])
+        if s["attach_ddl"] and not attached:
+            ran.append(s["attach_ddl"])
+            with _bounded(conn):
+                conn.execute(s["attach_ddl"])
 
 
 def _terminate_orphans(conn: psycopg.Connection, ddl: str) -> int:
@@ -99,10 +148,12 @@ def run_change(conn: psycopg.Connection, job: Job) -> dict[str, Any]:
         return {"change_id": change_id, "outcome": change["status"], "note": "already finished"}
     if change["status"] == "failed":
         # A retry after a failed build whose INVALID index could not be dropped then.
-        _cleanup_or_retry(conn, schema, name, change["error"])
+        _cleanup_or_retry(conn, change_id, schema, name, change["error"])
         return {"change_id": change_id, "outcome": "failed", "cleanup": "done"}
     try:
         op, ddl = conn.execute("SELECT op, ddl FROM optischema._change_ddl(%s)", (change_id,)).fetchone()
+        with conn.cursor(row_factory=dict_row) as cur:
+            steps = cur.execute("SELECT * FROM optischema._change_steps(%s)", (change_id,)).fetchall()
     except psycopg.Error as e:
         if conn.broken:
             raise
@@ -120,33 +171,42 @@ def run_change(conn: psycopg.Connection, job: Job) -> dict[str, Any]:
     if op == "drop" and state is None:
         _finish(conn, change_id, "succeeded", None, {"note": "the index did not exist"}, 0.0)
         return {"change_id": change_id, "outcome": "succeeded", "note": "already absent"}
-    if op == "create" and state is False:
+    if op == "create" and state is False and not steps:
         _drop_invalid(conn, schema, name)
     t0 = time.monotonic()
+    ran: list[str] = []
     try:
-        with _bounded(conn):
-            conn.execute(ddl)
+        if steps:
+            _run_steps(conn, job, steps, ran)
+        else:
+            with _bounded(conn):
+                conn.execute(ddl)
     except psycopg.Error as e:
         if conn.broken or job["release_requested"].is_set() or job["cancel_requested"].is_set():
             # The connection is gone, or the sidecar is stopping: the
             # change stays running and the job's next attempt resumes it.
             # Or the job was cancelled: the change ends with it.
             if not conn.broken:
+                _remove_leftovers(conn, change_id)
                 _drop_invalid(conn, schema, name)
             if job["cancel_requested"].is_set() and not conn.broken:
                 raise JobCancelled(_describe(e)) from e
             raise
         ms = (time.monotonic() - t0) * 1000
         error = _describe(e)
-        _finish(conn, change_id, "failed", error, {"sqlstate": e.sqlstate}, ms)
+        detail: dict[str, Any] = {"sqlstate": e.sqlstate}
+        if steps:
+            detail["failed_statement"] = ran[-1] if ran else None
+            error = f"{error} (running: {ran[-1] if ran else 'the first step'}); what the build made is removed"
+        _finish(conn, change_id, "failed", error, detail, ms)
         log.warning("change failed", extra={"change_id": change_id, "error": error})
-        _cleanup_or_retry(conn, schema, name, error)
+        _cleanup_or_retry(conn, change_id, schema, name, error)
         raise JobError(error, retry=False) from e
     ms = (time.monotonic() - t0) * 1000
     if op == "create" and _index_valid(conn, schema, name) is not True:
         error = f"index {schema}.{name} is not valid after the build"
         _finish(conn, change_id, "failed", error, {}, ms)
-        _cleanup_or_retry(conn, schema, name, error)
+        _cleanup_or_retry(conn, change_id, schema, name, error)
         raise JobError(error, retry=False)
     _finish(conn, change_id, "succeeded", None, {}, ms)
     log.info("change succeeded", extra={"change_id": change_id, "duration_ms": round(ms, 1)})
@@ -196,10 +256,12 @@ def _drop_reindex_leftovers(conn: psycopg.Connection, schema: str | None, name: 
         _drop_invalid(conn, schema, leftover)
 
 
-def _cleanup_or_retry(conn: psycopg.Connection, schema: str, name: str, error: str | None) -> None:
-    """Drops an INVALID leftover; when that fails too (the same locks are
-    still held), the job is retried later to finish the cleanup."""
+def _cleanup_or_retry(conn: psycopg.Connection, change_id: int, schema: str, name: str, error: str | None) -> None:
+    """Drops an INVALID leftover (on a partitioned table: all that its build left);
+    when that fails too (the same locks are still held), the job is retried later to
+    finish the cleanup."""
     try:
+        _remove_leftovers(conn, change_id)
         _drop_invalid(conn, schema, name)
     except psycopg.Error as e:
         if conn.broken:

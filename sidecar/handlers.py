@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from optischema_sidecar import executor, verify
+from optischema_sidecar import executor, refresh, verify
 from optischema_sidecar.config import Settings
 from optischema_sidecar.queue import Job, JobError
 
@@ -40,11 +40,20 @@ def snapshot(conn: psycopg.Connection, job: Job, settings: Settings) -> dict[str
 
 
 def recommend(conn: psycopg.Connection, job: Job, settings: Settings) -> dict[str, Any]:
+    """recommend() where the engine is in the database; in a plain install (no
+    PL/Python) the same analysis, run here (CALL optischema.refresh() waits for it)."""
+    if _scalar(conn, "SELECT optischema._plain_install()"):
+        return refresh.run(conn)
     return {"open_recommendations": _scalar(conn, "SELECT count(*) FROM optischema.recommend()")}
 
 
 def purge(conn: psycopg.Connection, job: Job, settings: Settings) -> dict[str, Any]:
     return {"rows_purged": _scalar(conn, "SELECT optischema.purge()")}
+
+
+def rewrite_advice(conn: psycopg.Connection, job: Job, settings: Settings) -> dict[str, Any]:
+    """The 'rewrites' job: proven query rewrites (optischema_sidecar.rewrites)."""
+    return rewrites.check(conn)
 
 
 def _change_id(job: Job) -> int:
@@ -91,5 +100,6 @@ HANDLERS: dict[str, Handler] = {
     "recommend": recommend,
     "purge": purge,
     "llm_analysis": llm_analysis,
+    "rewrites": rewrite_advice,
     "noop": noop,
 }

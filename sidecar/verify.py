@@ -89,6 +89,11 @@ def plan_check(conn: psycopg.Connection, change_id: int) -> dict[str, Any]:
             return {"plan_check": "skipped", "reason": f"change {change_id} does not exist"}
         cur.execute("SELECT queryid, query FROM optischema.queries WHERE queryid = ANY (%s)", (change["queryids"],))
         texts = {r["queryid"]: r["query"] for r in cur.fetchall()}
+        # On a partitioned table the plans scan the partitions' indexes, attached to it.
+        cur.execute("SELECT c.relname FROM pg_catalog.pg_partition_tree(pg_catalog.to_regclass("
+                    "pg_catalog.quote_ident(%s) || '.' || pg_catalog.quote_ident(%s))) p"
+                    " JOIN pg_catalog.pg_class c ON c.oid = p.relid", (change["index_schema"], change["index_name"]))
+        names = {change["index_name"]} | {r["relname"] for r in cur.fetchall()}
     queries = []
     for queryid in change["queryids"]:
         entry: dict[str, Any] = {"queryid": queryid}
@@ -99,7 +104,7 @@ def plan_check(conn: psycopg.Connection, change_id: int) -> dict[str, Any]:
             if plan is None:
                 entry["skipped"] = reason
             else:
-                entry["uses_index"] = change["index_name"] in index_names(plan)
+                entry["uses_index"] = not names.isdisjoint(index_names(plan))
                 entry["plan"] = plan
         queries.append(entry)
     explained = [q for q in queries if "uses_index" in q]

@@ -2,11 +2,28 @@
 -- preloaded. Every reader goes through _pgss_schema(), which fails with the
 -- exact fix instead of pg_stat_statements' own less helpful message.
 
+-- shared_preload_libraries, or NULL where the role may not read it (it needs
+-- pg_read_all_settings, which a managed database's owner often lacks).
+CREATE OR REPLACE FUNCTION optischema._preload_libraries() RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN pg_catalog.pg_has_role('pg_read_all_settings', 'USAGE')
+                THEN pg_catalog.current_setting('shared_preload_libraries') END
+$$;
+
+-- Without shared_preload_libraries to read: a loaded library has defined its
+-- settings (a setting of a library not loaded is a placeholder of context
+-- user); pg_cron, whose settings only a superuser sees, runs its launcher.
 CREATE OR REPLACE FUNCTION optischema._preloaded(p_library text) RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT p_library = ANY (string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ','))
+    SELECT coalesce(p_library = ANY (string_to_array(replace(optischema._preload_libraries(), ' ', ''), ',')),
+                    CASE p_library
+                        WHEN 'pg_cron' THEN EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a WHERE a.backend_type = 'pg_cron launcher')
+                        ELSE EXISTS (SELECT 1 FROM pg_catalog.pg_settings s
+                                     WHERE s.context <> 'user' AND s.name LIKE replace(p_library, '_', '\_') || '.%') END)
 $$;
 
 CREATE OR REPLACE FUNCTION optischema._pgss_schema() RETURNS name

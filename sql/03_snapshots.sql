@@ -386,21 +386,28 @@ AS $$
                 ELSE optischema._strip_comments(p_sql) END
 $$;
 
--- snapshot()'s sample of pg_stat_activity: this database's statements
--- running longer than running_min_duration (not OptiSchema's own), each
--- execution one row; an execution gone since the previous snapshot is
--- finished if pg_stat_statements counted its statement meanwhile, else it
--- never finished (cancelled, timed out, its session ended). Its sender is
--- recorded like pg_stat_statements' (query_roles): the one it is planned as.
-CREATE OR REPLACE FUNCTION optischema._sample_running(p_snapshot bigint) RETURNS void
+-- A sample of pg_stat_activity: this database's statements running longer
+-- than running_min_duration (not OptiSchema's own), each execution one row.
+-- snapshot() takes one (p_snapshot: its id); sample_running() takes them in
+-- between (p_snapshot NULL), as often as a statement timeout requires: a
+-- statement cancelled at 30 seconds is never seen by snapshots 10 minutes
+-- apart. Executions first seen in between wait (snapshot ids 0) for the next
+-- snapshot, whose window they belong to. An execution gone at a snapshot is finished if
+-- pg_stat_statements counted its statement in that window, else it never
+-- finished (cancelled, timed out, its session ended). Its sender is recorded
+-- like pg_stat_statements' (query_roles): the one it is planned as.
+CREATE OR REPLACE FUNCTION optischema._sample_running(p_snapshot bigint) RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     -- pg_stat_activity keeps at most track_activity_query_size - 1 bytes of a
     -- text, cut at a character boundary (up to 3 bytes less)
-    v_cut integer := (SELECT s.setting::integer FROM pg_catalog.pg_settings s
-                      WHERE s.name = 'track_activity_query_size') - 4;
+    v_cut  integer := (SELECT s.setting::integer FROM pg_catalog.pg_settings s
+                       WHERE s.name = 'track_activity_query_size') - 4;
+    v_seen integer;
+    -- query_roles orders senders by snapshot: one seen in between is as recent as the latest
+    v_role bigint := coalesce(p_snapshot, (SELECT max(s.id) FROM optischema.snapshots s), 0);
 BEGIN
     WITH cur AS (
         SELECT a.pid, a.query_start, a.query_id, a.usesysid, r.rolname, a.query,
@@ -416,18 +423,42 @@ BEGIN
         INSERT INTO optischema.running_statements AS x
             (pid, query_start, queryid, userid, rolname, query, truncated, first_seen, last_seen, duration_ms)
         SELECT c.pid, c.query_start, c.query_id, c.usesysid, c.rolname, optischema._running_text(c.query),
-               pg_catalog.octet_length(c.query) >= v_cut, p_snapshot, p_snapshot, c.ms
+               pg_catalog.octet_length(c.query) >= v_cut, coalesce(p_snapshot, 0), coalesce(p_snapshot, 0), c.ms
         FROM cur c
-        ON CONFLICT (pid, query_start) DO UPDATE SET last_seen = EXCLUDED.last_seen, duration_ms = EXCLUDED.duration_ms
+        ON CONFLICT (pid, query_start) DO UPDATE
+            SET last_seen = greatest(x.last_seen, EXCLUDED.last_seen), duration_ms = EXCLUDED.duration_ms
+        RETURNING 1
+    ), roles AS (
+        INSERT INTO optischema.query_roles AS q (queryid, userid, rolname, first_seen, last_seen)
+        SELECT DISTINCT c.query_id, c.usesysid, c.rolname, v_role, v_role FROM cur c
+        ON CONFLICT (queryid, userid) DO UPDATE SET last_seen = EXCLUDED.last_seen, rolname = EXCLUDED.rolname
     )
-    INSERT INTO optischema.query_roles AS q (queryid, userid, rolname, first_seen, last_seen)
-    SELECT DISTINCT c.query_id, c.usesysid, c.rolname, p_snapshot, p_snapshot FROM cur c
-    ON CONFLICT (queryid, userid) DO UPDATE SET last_seen = EXCLUDED.last_seen, rolname = EXCLUDED.rolname;
+    SELECT count(*) INTO v_seen FROM seen;
 
-    UPDATE optischema.running_statements x
-    SET finished = EXISTS (SELECT 1 FROM optischema.query_stats s
-                           WHERE s.queryid = x.queryid AND s.snapshot_id = p_snapshot)
-    WHERE x.finished IS NULL AND x.last_seen < p_snapshot;
+    IF p_snapshot IS NOT NULL THEN
+        UPDATE optischema.running_statements x
+        SET finished = CASE WHEN x.last_seen = p_snapshot THEN NULL
+                            ELSE EXISTS (SELECT 1 FROM optischema.query_stats s
+                                         WHERE s.queryid = x.queryid AND s.snapshot_id = p_snapshot) END,
+            first_seen = CASE WHEN x.first_seen = 0 THEN p_snapshot ELSE x.first_seen END,
+            last_seen = CASE WHEN x.last_seen = 0 THEN p_snapshot ELSE x.last_seen END
+        WHERE (x.finished IS NULL AND x.last_seen < p_snapshot) OR x.first_seen = 0;
+    END IF;
+    RETURN v_seen;
+END
+$$;
+
+-- Statements running now for longer than running_min_duration, recorded for
+-- the next snapshot's window (see _sample_running): the sidecar calls it
+-- every sample_interval seconds, cron_commands() every minute. Returns how
+-- many executions it saw.
+CREATE OR REPLACE FUNCTION optischema.sample_running() RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM optischema._xact_lock('snapshot');
+    RETURN optischema._sample_running(NULL);
 END
 $$;
 

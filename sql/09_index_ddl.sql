@@ -295,7 +295,16 @@ BEGIN
         IF v_nsp IN ('pg_catalog', 'information_schema', 'optischema', 'pg_toast') THEN
             PERFORM optischema._index_refuse(format('index %s belongs to the system or to OptiSchema', x.indexrelid::regclass), 'insufficient_privilege');
         END IF;
-        RETURN format('DROP INDEX %sIF EXISTS %I.%I', CASE WHEN p_concurrently THEN 'CONCURRENTLY ' ELSE '' END, v_nsp, c.relname);
+        -- A partition's index goes only with the partitioned index it is attached to.
+        IF c.relispartition THEN
+            PERFORM optischema._index_refuse(format('index %s is a partition of index %s: only that one can be dropped (with all its partitions)',
+                x.indexrelid::regclass, (SELECT h.inhparent::regclass FROM pg_catalog.pg_inherits h WHERE h.inhrelid = x.indexrelid)),
+                'dependent_objects_still_exist');
+        END IF;
+        -- A partitioned index cannot be dropped concurrently: a plain DROP INDEX
+        -- (a short ACCESS EXCLUSIVE lock, under ddl_lock_timeout) drops it with its partitions'.
+        RETURN format('DROP INDEX %sIF EXISTS %I.%I', CASE WHEN p_concurrently AND c.relkind <> 'I' THEN 'CONCURRENTLY ' ELSE '' END,
+                      v_nsp, c.relname);
     ELSIF p_op IS DISTINCT FROM 'create' THEN
         RAISE EXCEPTION 'unknown index operation %', coalesce(quote_literal(p_op), 'NULL') USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -306,7 +315,7 @@ BEGIN
         PERFORM optischema._index_refuse(format('table %s does not exist (any more)', coalesce((p_spec -> 'table')::text, 'null')), 'undefined_table');
     END IF;
     v_nsp := (SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE n.oid = c.relnamespace);
-    IF c.relkind NOT IN ('r', 'm') OR c.relpersistence = 't' THEN
+    IF c.relkind NOT IN ('r', 'm', 'p') OR c.relpersistence = 't' THEN
         PERFORM optischema._index_refuse(format('%s is not a table or materialized view OptiSchema can index concurrently', c.oid::regclass), 'wrong_object_type');
     END IF;
     IF v_nsp IN ('pg_catalog', 'information_schema', 'optischema', 'pg_toast') THEN
@@ -418,12 +427,177 @@ BEGIN
         END LOOP;
     END IF;
 
-    RETURN format('CREATE INDEX %s%I ON %I.%I USING %I (%s)', CASE WHEN p_concurrently THEN 'CONCURRENTLY ' ELSE '' END,
-                  p_spec ->> 'name', v_nsp, c.relname, v_am, array_to_string(v_keys, ', '))
+    -- A partitioned table: its own index only (ON ONLY), built on each partition
+    -- and attached there (_index_steps()); CONCURRENTLY does not apply to it.
+    RETURN format('CREATE INDEX %s%I ON %s%I.%I USING %I (%s)',
+                  CASE WHEN p_concurrently AND c.relkind <> 'p' THEN 'CONCURRENTLY ' ELSE '' END,
+                  p_spec ->> 'name', CASE WHEN c.relkind = 'p' THEN 'ONLY ' ELSE '' END, v_nsp, c.relname, v_am,
+                  array_to_string(v_keys, ', '))
         || CASE WHEN cardinality(v_incl) > 0 THEN format(' INCLUDE (%s)', array_to_string(v_incl, ', ')) ELSE '' END
         || CASE WHEN cardinality(v_with) > 0 THEN format(' WITH (%s)', array_to_string(v_with, ', ')) ELSE '' END
         || CASE WHEN v_where IS NOT NULL THEN ' WHERE ' || v_where ELSE '' END;
 END
+$$;
+
+-- Partitioned tables. CREATE INDEX CONCURRENTLY does not work on one, and a
+-- plain CREATE INDEX on it blocks writes to every partition while it builds. So
+-- the index is made the way PostgreSQL allows without blocking writes: ON ONLY
+-- the partitioned table (an empty, invalid index), then on each partition (ON
+-- ONLY again for a partition that is partitioned itself, CONCURRENTLY for a
+-- leaf), each attached to its parent's index with ALTER INDEX ... ATTACH
+-- PARTITION; the top index becomes valid when every partition has its index
+-- attached. The partitions' index names are made here, from the index's name
+-- and the partition's name in the catalog.
+
+-- The name of index p_name's partition on table p_table: <index>_<partition>,
+-- or, when that is longer than 63 bytes, cut short and ended by a hash of both,
+-- so that two partitions never get the same name and a retry gets the same one.
+CREATE OR REPLACE FUNCTION optischema._index_partition_name(p_name text, p_table oid) RETURNS name
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_rel  name := (SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = p_table);
+    v_name text := p_name || '_' || v_rel;
+BEGIN
+    IF v_rel IS NULL OR p_name IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF octet_length(v_name) <= 63 THEN
+        RETURN v_name;
+    END IF;
+    v_name := left(v_name, 54);
+    WHILE octet_length(v_name) > 54 LOOP            -- multibyte characters: cut by bytes
+        v_name := left(v_name, -1);
+    END LOOP;
+    RETURN v_name || '_' || left(md5(p_name || '/' || v_rel), 8);
+END
+$$;
+
+-- A description with its columns' numbers left out: a partition may number its
+-- columns differently from its parent (dropped columns, attached tables); the
+-- parent's description was checked with them, a partition's resolves by name.
+CREATE OR REPLACE FUNCTION optischema._index_strip_attnums(p_value jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE jsonb_typeof(p_value)
+        WHEN 'object' THEN (SELECT coalesce(jsonb_object_agg(e.key, optischema._index_strip_attnums(e.value)), '{}')
+                            FROM jsonb_each(p_value) e WHERE e.key <> 'attnum')
+        WHEN 'array' THEN (SELECT coalesce(jsonb_agg(optischema._index_strip_attnums(e.value) ORDER BY e.n), '[]')
+                           FROM jsonb_array_elements(p_value) WITH ORDINALITY e(value, n))
+        ELSE p_value END
+$$;
+
+-- The steps that build the index a description defines on a partitioned
+-- table, in order: the table's own index first ('parent'), then each
+-- partition's, parents before their partitions ('partitioned': ON ONLY, or
+-- 'leaf': CONCURRENTLY), each with the statement that attaches it. No rows for
+-- a table that is not partitioned. Refuses a partition that cannot have the
+-- index (a foreign table), and a partition index name already taken when the
+-- build has not started (when the table's own index exists, they are the
+-- leftovers of this build, resumed or removed by _index_leftovers()).
+CREATE OR REPLACE FUNCTION optischema._index_steps(p_spec jsonb, p_requester text DEFAULT NULL)
+RETURNS TABLE (step integer, kind text, table_oid oid, index_schema name, index_name name, create_ddl text, attach_ddl text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_root    oid := optischema._index_oid(p_spec -> 'table');
+    v_part    jsonb := optischema._index_strip_attnums(p_spec);
+    v_ddl     text;
+    v_started boolean;
+    p         record;
+BEGIN
+    IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = v_root) IS DISTINCT FROM 'p' THEN
+        RETURN;
+    END IF;
+    v_ddl := optischema._index_ddl('create', p_spec, p_requester);      -- checks the whole description
+    v_started := EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class x ON x.oid = i.indexrelid
+                         WHERE i.indrelid = v_root AND x.relname = p_spec ->> 'name');
+    step := 0;
+    FOR p IN
+        SELECT t.relid, t.parentrelid, t.level, c.relkind, c.relname, n.nspname,
+               CASE WHEN t.level = 0 THEN (p_spec ->> 'name')::name
+                    ELSE optischema._index_partition_name(p_spec ->> 'name', t.relid) END AS iname,
+               CASE WHEN t.level = 1 THEN (p_spec ->> 'name')::name
+                    WHEN t.level > 1 THEN optischema._index_partition_name(p_spec ->> 'name', t.parentrelid) END AS parent_iname,
+               pn.nspname AS parent_schema
+        FROM pg_catalog.pg_partition_tree(v_root) t
+        JOIN pg_catalog.pg_class c ON c.oid = t.relid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        LEFT JOIN pg_catalog.pg_class pc ON pc.oid = t.parentrelid
+        LEFT JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
+        ORDER BY t.level, n.nspname, c.relname
+    LOOP
+        IF p.relkind NOT IN ('r', 'p') THEN
+            PERFORM optischema._index_refuse(format('partition %s of %s is not a table (a foreign table?): it cannot have the index',
+                                                    p.relid::regclass, v_root::regclass), 'wrong_object_type');
+        END IF;
+        IF p.level > 0 AND NOT v_started AND EXISTS (
+                SELECT 1 FROM pg_catalog.pg_class x WHERE x.relnamespace = (SELECT c.relnamespace FROM pg_catalog.pg_class c WHERE c.oid = p.relid)
+                                                  AND x.relname = p.iname) THEN
+            PERFORM optischema._index_refuse(format('the name %I.%I, for the index on partition %s, is taken', p.nspname, p.iname, p.relid::regclass),
+                                             'duplicate_table');
+        END IF;
+        kind := CASE WHEN p.level = 0 THEN 'parent' WHEN p.relkind = 'p' THEN 'partitioned' ELSE 'leaf' END;
+        table_oid := p.relid;
+        index_schema := p.nspname;
+        index_name := p.iname;
+        create_ddl := CASE WHEN p.level = 0 THEN v_ddl
+                           ELSE optischema._index_ddl('create', v_part || jsonb_build_object('table', p.relid::bigint, 'name', p.iname)) END;
+        attach_ddl := CASE WHEN p.level > 0 THEN format('ALTER INDEX %I.%I ATTACH PARTITION %I.%I', p.parent_schema, p.parent_iname,
+                                                        p.nspname, p.iname) END;
+        RETURN NEXT;
+        step := step + 1;
+    END LOOP;
+END
+$$;
+
+-- The statement(s) that build a description's index: one, or for a partitioned
+-- table its steps, one statement a line, each run on its own (CONCURRENTLY).
+CREATE OR REPLACE FUNCTION optischema._index_create_script(p_spec jsonb, p_requester text DEFAULT NULL) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((SELECT string_agg(s.create_ddl || coalesce(E';\n' || s.attach_ddl, ''), E';\n' ORDER BY s.step)
+                     FROM optischema._index_steps(p_spec, p_requester) s),
+                    optischema._index_ddl('create', p_spec, p_requester))
+$$;
+
+-- What a failed or interrupted build on a partitioned table left behind, as the
+-- statements that remove it: partitions' indexes not attached (a failed
+-- CONCURRENTLY build's INVALID one, or one built but not attached yet), then the
+-- table's own index while it is not valid (which takes the attached ones with
+-- it). Nothing once the index is complete, or for a table that is not partitioned.
+CREATE OR REPLACE FUNCTION optischema._index_leftovers(p_spec jsonb)
+RETURNS TABLE (step integer, ddl text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH root AS (
+        SELECT i.indexrelid, i.indisvalid, n.nspname, x.relname
+        FROM pg_catalog.pg_class t
+        JOIN pg_catalog.pg_index i ON i.indrelid = t.oid
+        JOIN pg_catalog.pg_class x ON x.oid = i.indexrelid
+        JOIN pg_catalog.pg_namespace n ON n.oid = x.relnamespace
+        WHERE t.oid = optischema._index_oid(p_spec -> 'table') AND t.relkind = 'p' AND x.relname = p_spec ->> 'name'
+    ), parts AS (
+        SELECT x.relkind, n.nspname, x.relname, t.level
+        FROM pg_catalog.pg_partition_tree(optischema._index_oid(p_spec -> 'table')) t
+        JOIN pg_catalog.pg_index i ON i.indrelid = t.relid
+        JOIN pg_catalog.pg_class x ON x.oid = i.indexrelid
+        JOIN pg_catalog.pg_namespace n ON n.oid = x.relnamespace
+        WHERE t.level > 0 AND x.relname = optischema._index_partition_name(p_spec ->> 'name', t.relid)
+          AND NOT x.relispartition
+          AND EXISTS (SELECT 1 FROM root WHERE NOT root.indisvalid)
+    )
+    SELECT (row_number() OVER (ORDER BY level DESC, nspname, relname))::integer,
+           format('DROP INDEX %sIF EXISTS %I.%I', CASE WHEN relkind = 'i' THEN 'CONCURRENTLY ' ELSE '' END, nspname, relname)
+    FROM parts
+    UNION ALL
+    SELECT 1000000, format('DROP INDEX IF EXISTS %I.%I', nspname, relname) FROM root WHERE NOT indisvalid
+    ORDER BY 1
 $$;
 
 -- The ddl and rollback_ddl a recommendation shows, from its description; NULL
@@ -434,13 +608,15 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_kind = 'create_index' THEN
-        ddl := optischema._index_ddl('create', p_spec);
-        rollback_ddl := format('DROP INDEX CONCURRENTLY IF EXISTS %I.%I',
+        ddl := optischema._index_create_script(p_spec);
+        rollback_ddl := format('DROP INDEX %sIF EXISTS %I.%I',
+                               CASE WHEN (SELECT t.relkind FROM pg_catalog.pg_class t WHERE t.oid = optischema._index_oid(p_spec -> 'table')) = 'p'
+                                    THEN '' ELSE 'CONCURRENTLY ' END,
                                (SELECT n.nspname FROM pg_catalog.pg_class t JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
                                 WHERE t.oid = optischema._index_oid(p_spec -> 'table')), p_spec ->> 'name');
     ELSIF p_kind = 'drop_index' THEN
         ddl := optischema._index_ddl('drop', p_spec);
-        rollback_ddl := CASE WHEN p_spec ? 'keys' THEN optischema._index_ddl('create', p_spec - 'index') END;
+        rollback_ddl := CASE WHEN p_spec ? 'keys' THEN optischema._index_create_script(p_spec - 'index') END;
     END IF;
 EXCEPTION WHEN OTHERS THEN
     ddl := NULL;

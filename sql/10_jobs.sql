@@ -41,7 +41,7 @@ INSERT INTO optischema.job_kinds (kind, description) VALUES
 ('rollback',     'Undo an applied change (payload: change_id); written by optischema.rollback().'),
 ('verify',       'Check that the plans of the affected queries use the new index, or that maintenance or a setting moved its evidence (payload: change_id).'),
 ('snapshot',     'optischema.snapshot(), then the timing check of recently applied changes.'),
-('recommend',    'Refresh recommendations: SELECT count(*) FROM optischema.recommend().'),
+('recommend',    'Refresh recommendations: SELECT count(*) FROM optischema.recommend(); in a plain install (no PL/Python) the sidecar runs the analysis (CALL optischema.refresh()).'),
 ('purge',        'optischema.purge(): snapshot data, finished jobs and the LLM audit past their retention.'),
 ('llm_analysis', 'LLM enrichment of recommendations (optischema_sidecar.llm.analysis).'),
 ('noop',         'Does nothing: for tests, benchmarks and checking that a sidecar answers.')
@@ -422,10 +422,13 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT format('SELECT cron.schedule_in_database(%L, %L, %L, %L);',
                   'optischema-' || s.kind || '-' || current_database(),
-                  optischema._cron_schedule(optischema.setting(s.key)::interval), s.command, current_database())
-    FROM (VALUES (1, 'snapshot', 'snapshot_interval', 'SELECT optischema.snapshot(); SELECT optischema._verify_recent();'),
-                 (2, 'recommend', 'recommend_interval', 'SELECT count(*) FROM optischema.recommend();'),
-                 (3, 'purge', 'purge_interval', 'SELECT optischema.purge()')) s (n, kind, key, command)
+                  coalesce(s.schedule, optischema._cron_schedule(optischema.setting(s.key)::interval)),
+                  s.command, current_database())
+    FROM (VALUES (1, 'snapshot', 'snapshot_interval', NULL, 'SELECT optischema.snapshot(); SELECT optischema._verify_recent();'),
+                 -- statements running now, between snapshots: as often as cron can
+                 (2, 'sample', 'snapshot_interval', '* * * * *', 'SELECT optischema.sample_running()'),
+                 (3, 'recommend', 'recommend_interval', NULL, 'SELECT count(*) FROM optischema.recommend();'),
+                 (4, 'purge', 'purge_interval', NULL, 'SELECT optischema.purge()')) s (n, kind, key, schedule, command)
     WHERE optischema.setting(s.key)::interval > interval '0'
     ORDER BY s.n
 $$;

@@ -172,7 +172,7 @@ BEGIN
                               ELSE 'Review its ddl and run it yourself, then dismiss it: SELECT optischema.dismiss(' || p_rec.id || ', ''dropped by hand'');' END;
     END IF;
     IF op = 'create' THEN
-        ddl := optischema._index_ddl('create', v_spec - 'index', p_requester);
+        ddl := optischema._index_create_script(v_spec - 'index', p_requester);
         SELECT n.nspname INTO index_schema FROM pg_catalog.pg_class t JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
         WHERE t.oid = optischema._index_oid(v_spec -> 'table');
         index_name := v_spec ->> 'name';
@@ -224,6 +224,88 @@ BEGIN
     END IF;
     op := a.op;
     ddl := a.ddl;
+END
+$$;
+
+-- A change that builds an index on a partitioned table runs in steps
+-- (_index_steps()): the sidecar's executor runs them one by one, each checked
+-- against the catalog first so that a retry resumes. No rows for any other change.
+CREATE OR REPLACE FUNCTION optischema._change_steps(p_change bigint)
+RETURNS TABLE (step integer, kind text, table_oid oid, index_schema name, index_name name, create_ddl text, attach_ddl text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a record := optischema._change_ddl(p_change);       -- every check of the change's statement
+BEGIN
+    IF a.op = 'create' THEN
+        RETURN QUERY
+        SELECT s.* FROM optischema._changes c
+        JOIN optischema._recommendations r ON r.id = c.recommendation_id
+        CROSS JOIN LATERAL optischema._index_steps(r.index_spec - 'index', c.requested_by) s
+        WHERE c.id = p_change AND r.kind IN ('create_index', 'drop_index')
+        ORDER BY s.step;
+    END IF;
+END
+$$;
+
+-- What a failed build of change p_change on a partitioned table left behind,
+-- as the statements that remove it (_index_leftovers()).
+CREATE OR REPLACE FUNCTION optischema._change_leftovers(p_change bigint)
+RETURNS TABLE (step integer, ddl text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT l.* FROM optischema._changes c
+    JOIN optischema._recommendations r ON r.id = c.recommendation_id
+    CROSS JOIN LATERAL optischema._index_leftovers(r.index_spec - 'index') l
+    WHERE c.id = p_change AND r.index_spec IS NOT NULL
+      AND optischema._change_op(c.action, r.kind) = 'create' AND r.kind IN ('create_index', 'drop_index')
+    ORDER BY l.step
+$$;
+
+-- The statements of a change, one a row, built now as its ddl is: for psql's
+-- \gexec, which runs each row on its own (as CREATE INDEX CONCURRENTLY needs),
+-- where a partitioned table's index takes several statements.
+CREATE OR REPLACE FUNCTION optischema.change_statements(change_id bigint)
+RETURNS TABLE (step integer, statement text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM optischema._require_admin('read the statements of OptiSchema changes');
+    RETURN QUERY SELECT * FROM optischema._change_statements(change_id);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION optischema._change_statements(p_change bigint)
+RETURNS TABLE (step integer, statement text)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c optischema._changes;
+BEGIN
+    SELECT * INTO c FROM optischema._changes x WHERE x.id = p_change;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'change % does not exist', coalesce(p_change::text, 'NULL')
+            USING ERRCODE = 'no_data_found', HINT = 'SELECT * FROM optischema.changes ORDER BY id DESC;';
+    END IF;
+    IF c.status NOT IN ('pending', 'running') THEN
+        RAISE EXCEPTION 'change % is %: there is nothing left to run', p_change, c.status
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'SELECT * FROM optischema.changes WHERE id = ' || p_change || ';';
+    END IF;
+    IF EXISTS (SELECT 1 FROM optischema._change_steps(p_change)) THEN
+        RETURN QUERY
+        SELECT (2 * s.step + k)::integer, x.ddl
+        FROM optischema._change_steps(p_change) s
+        CROSS JOIN LATERAL (VALUES (0, s.create_ddl), (1, s.attach_ddl)) x(k, ddl)
+        WHERE x.ddl IS NOT NULL
+        ORDER BY 1;
+    ELSE
+        RETURN QUERY SELECT 0, (optischema._change_ddl(p_change)).ddl;
+    END IF;
 END
 $$;
 
@@ -321,7 +403,12 @@ DECLARE
     c optischema._changes;
 BEGIN
     SELECT * INTO c FROM optischema._changes WHERE id = p_change;
-    IF c.via = 'psql' THEN
+    IF c.via = 'psql' AND strpos(c.ddl, E';\n') > 0 THEN
+        -- an index on a partitioned table: statements that must each run on their own
+        RAISE NOTICE 'change % recorded: run each of these statements on its own at top level (autocommit): SELECT statement FROM optischema.change_statements(%) ORDER BY step \gexec then SELECT optischema.applied(%);',
+            p_change, p_change, p_change
+            USING DETAIL = c.ddl;
+    ELSIF c.via = 'psql' THEN
         RAISE NOTICE 'change % recorded: run this at top level (autocommit), then SELECT optischema.applied(%);', p_change, p_change
             USING DETAIL = c.ddl;
     ELSE
@@ -495,9 +582,15 @@ BEGIN
     WHERE n.nspname = c.index_schema AND x.relname = c.index_name;
     IF v_op = 'create' THEN
         v_ok := coalesce(v_valid, false);
-        v_error := CASE WHEN v_valid IS NULL THEN format('index %I.%I does not exist: the statement was not run or failed', c.index_schema, c.index_name)
-                        WHEN NOT v_valid THEN format('index %I.%I is INVALID (its build failed): run DROP INDEX CONCURRENTLY IF EXISTS %I.%I; then apply again',
-                                                     c.index_schema, c.index_name, c.index_schema, c.index_name) END;
+        v_error := CASE WHEN v_valid IS NULL THEN format('index %I.%I does not exist: the statement was not run or failed%s', c.index_schema, c.index_name,
+                                                         CASE WHEN strpos(c.ddl, E';\n') > 0 THEN ' (its statements must each run on their own: '
+                                                              || format('SELECT statement FROM optischema.change_statements(%s) ORDER BY step \gexec)', p_change) ELSE '' END)
+                        WHEN NOT v_valid THEN format('index %I.%I is INVALID (its build failed%s): run %s; then apply again',
+                                                     c.index_schema, c.index_name,
+                                                     CASE WHEN EXISTS (SELECT 1 FROM optischema._change_leftovers(p_change))
+                                                          THEN ', or not every partition has its index attached' ELSE '' END,
+                                                     coalesce((SELECT string_agg(l.ddl, '; ' ORDER BY l.step) FROM optischema._change_leftovers(p_change) l),
+                                                              format('DROP INDEX CONCURRENTLY IF EXISTS %I.%I', c.index_schema, c.index_name))) END;
     ELSE
         v_ok := v_valid IS NULL;
         v_error := CASE WHEN NOT v_ok THEN format('index %I.%I still exists: the statement was not run or failed', c.index_schema, c.index_name) END;
@@ -605,6 +698,11 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'recommendation % does not exist', p_id
             USING ERRCODE = 'no_data_found', HINT = 'SELECT id, status, title FROM optischema.recommendations;';
+    END IF;
+    -- a rewrite is the application's to apply: its statements before and after (sql/32_rewrites.sql)
+    IF r.kind = 'rewrite' THEN
+        RETURN QUERY SELECT * FROM optischema._verify_rewrite(r);
+        RETURN;
     END IF;
     SELECT * INTO c FROM optischema._changes x
     WHERE x.recommendation_id = p_id AND x.action = 'apply' AND x.status = 'succeeded'

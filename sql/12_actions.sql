@@ -146,10 +146,7 @@ DECLARE
     v_db  oid := (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database());
     v_cfg text;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM optischema.tunable_settings t WHERE t.name = p_name) THEN
-        RAISE EXCEPTION '% is not a setting OptiSchema proposes (see optischema.tunable_settings)', coalesce(p_name, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM optischema._tunable(p_name);
     IF p_scope = 'system' THEN
         SELECT f.setting INTO value FROM pg_catalog.pg_file_settings f
         WHERE f.name = p_name AND f.sourcefile = pg_catalog.current_setting('data_directory') || '/postgresql.auto.conf'
@@ -182,10 +179,7 @@ DECLARE
     v_db  oid := (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database());
     v_cfg text;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM optischema.tunable_settings t WHERE t.name = p_name) THEN
-        RAISE EXCEPTION '% is not a setting OptiSchema proposes (see optischema.tunable_settings)', coalesce(p_name, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM optischema._tunable(p_name);
     -- the order PostgreSQL applies them in at connection: role in database, role, database
     SELECT c, CASE WHEN d.setrole <> 0 AND d.setdatabase <> 0 THEN 'role in database'
                    WHEN d.setrole <> 0 THEN 'role' ELSE 'database' END
@@ -199,10 +193,20 @@ BEGIN
         value := substr(v_cfg, strpos(v_cfg, '=') + 1);
         RETURN;
     END IF;
-    SELECT f.setting, 'configuration file ' || f.sourcefile INTO value, source
-    FROM pg_catalog.pg_file_settings f
-    WHERE f.name = p_name AND f.applied AND f.error IS NULL
-    ORDER BY f.seqno DESC LIMIT 1;
+    -- The configuration files are readable only with pg_show_all_file_settings()
+    -- (a superuser's). Without it (a plain install's owner on a managed service):
+    -- the value this session started with when it came from the server's configuration.
+    IF pg_catalog.has_function_privilege('pg_catalog.pg_show_all_file_settings()', 'EXECUTE') THEN
+        SELECT f.setting, 'configuration file ' || f.sourcefile INTO value, source
+        FROM pg_catalog.pg_file_settings f
+        WHERE f.name = p_name AND f.applied AND f.error IS NULL
+        ORDER BY f.seqno DESC LIMIT 1;
+    ELSE
+        SELECT CASE WHEN s.vartype IN ('integer', 'real') THEN optischema._setting_text(s.name, s.reset_val::numeric)
+                    ELSE s.reset_val END, 'server configuration'
+        INTO value, source
+        FROM pg_catalog.pg_settings s WHERE s.name = p_name AND s.source = 'configuration file';
+    END IF;
     IF NOT FOUND THEN
         SELECT CASE WHEN s.vartype IN ('integer', 'real') THEN optischema._setting_text(s.name, s.boot_val::numeric)
                     ELSE s.boot_val END, 'default'
@@ -237,11 +241,7 @@ BEGIN
         RAISE EXCEPTION '% is not a PostgreSQL setting (pg_settings)', coalesce(quote_literal(p_name), 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT * INTO t FROM optischema.tunable_settings x WHERE x.name = s.name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION '% is not a setting OptiSchema proposes (see optischema.tunable_settings)', s.name
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    t := optischema._tunable(s.name);
     IF p_scope IS NULL OR p_scope NOT IN ('system', 'database', 'role') THEN
         RAISE EXCEPTION 'scope must be system, database or role, got %', coalesce(quote_literal(p_scope), 'NULL')
             USING ERRCODE = 'invalid_parameter_value';

@@ -89,3 +89,21 @@ INSERT INTO optischema.tunable_settings (name, min_value, max_value, allowed, wh
 SELECT name, min_value, max_value, allowed, why FROM shipped
 ON CONFLICT (name) DO UPDATE SET (min_value, max_value, allowed, why)
     = (EXCLUDED.min_value, EXCLUDED.max_value, EXCLUDED.allowed, EXCLUDED.why);
+
+-- The allow-list's row of setting p_name; invalid_parameter_value for a
+-- setting not listed. The one check of sql/12_actions.sql's setting functions.
+CREATE OR REPLACE FUNCTION optischema._tunable(p_name text) RETURNS optischema.tunable_settings
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t optischema.tunable_settings;
+BEGIN
+    SELECT * INTO t FROM optischema.tunable_settings x WHERE x.name = p_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% is not a setting OptiSchema proposes (see optischema.tunable_settings)', coalesce(p_name, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN t;
+END
+$$;

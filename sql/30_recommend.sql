@@ -8,6 +8,36 @@
 -- with the reason, in optischema.analyses.skipped. What it writes goes through
 -- _record_advice(), which records only what the engine computed.
 
+-- The steps of a refresh around the engine's, shared by recommend() and, on a
+-- plain install, the sidecar's recommend job (sidecar/refresh.py), which runs
+-- the engine in between: the window to analyse, then what follows the advice.
+CREATE OR REPLACE FUNCTION optischema._refresh_begin(OUT p_from bigint, OUT p_to bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM optischema._hypopg_schema();
+    -- One analysis at a time: two would write the same recommendations.
+    PERFORM optischema._xact_lock('recommend');
+    -- The analysis covers the workload up to now, not up to the last scheduled snapshot.
+    PERFORM optischema.snapshot();
+    SELECT w.p_from, w.p_to INTO p_from, p_to FROM optischema._analysis_window() w;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION optischema._refresh_end() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- Query rewrites are proven by the sidecar, which can bound each run with
+    -- statement_timeout (sql/32_rewrites.sql).
+    PERFORM optischema.enqueue_rewrite_checks();
+    -- What the advisor cannot fix (rewrites, settings) goes to the LLM, when enabled.
+    PERFORM optischema.enqueue_llm_analyses();
+END
+$$;
+
 CREATE OR REPLACE FUNCTION optischema.recommend(n integer DEFAULT 20)
 RETURNS SETOF optischema.recommendations
 LANGUAGE plpgsql
@@ -18,20 +48,18 @@ DECLARE
     v_from     bigint;
 BEGIN
     PERFORM optischema._check_count(n, 1, 'rows', 'SELECT * FROM optischema.recommend(20)');
-    PERFORM optischema._hypopg_schema();
-    -- One analysis at a time: two would write the same recommendations.
-    PERFORM optischema._xact_lock('recommend');
-    -- The analysis covers the workload up to now, not up to the last scheduled snapshot.
-    PERFORM optischema.snapshot();
-    SELECT w.p_from, w.p_to INTO v_from, v_to FROM optischema._analysis_window() w;
+    -- A plain install has no engine here: the current ones, the sidecar refreshes (sql/34_refresh.sql).
+    IF optischema._refreshed_by_sidecar() THEN
+        RETURN QUERY SELECT * FROM optischema.recommendations r WHERE r.status = 'open' ORDER BY r.score DESC, r.id LIMIT n;
+        RETURN;
+    END IF;
+    SELECT w.p_from, w.p_to INTO v_from, v_to FROM optischema._refresh_begin() w;
     PERFORM optischema._advise(v_from, v_to);
     PERFORM optischema._record_advice();
     -- Maintenance and configuration advice (sql/31_maintenance.sql), planned the same way.
     PERFORM optischema._maintenance_plans(v_from, v_to);
     PERFORM optischema._record_maintenance();
-
-    -- What the advisor cannot fix (rewrites, settings) goes to the LLM, when enabled.
-    PERFORM optischema.enqueue_llm_analyses();
+    PERFORM optischema._refresh_end();
 
     RETURN QUERY
     SELECT * FROM optischema.recommendations r
@@ -39,6 +67,19 @@ BEGIN
     ORDER BY r.score DESC, r.id
     LIMIT n;
 END
+$$;
+
+-- The advisor's open advice of the kinds p_kinds that a refresh no longer gives
+-- (no element of p_advice has its key) is superseded: its reason is gone.
+-- For _record_advice() and _record_maintenance(), which run as the owner.
+CREATE OR REPLACE FUNCTION optischema._supersede_gone(p_kinds text[], p_advice jsonb) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE optischema._recommendations r
+    SET status = 'superseded', status_changed_at = now(), updated_at = now()
+    WHERE r.source = 'advisor' AND r.status = 'open' AND r.kind = ANY (p_kinds)
+      AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(p_advice) e WHERE e ->> 'key' = r.key)
 $$;
 
 -- Records what _advise() computed in this transaction: the recommendations and
@@ -83,11 +124,7 @@ BEGIN
     WHERE r.status IN ('open', 'superseded') OR (r.status = 'failed' AND r.index_spec IS NULL);
 
     -- Advice whose reason is gone (the index exists now, the query stopped) is superseded.
-    UPDATE optischema._recommendations r
-    SET status = 'superseded', status_changed_at = now(), updated_at = now()
-    WHERE r.source = 'advisor' AND r.status = 'open' AND r.kind IN ('create_index', 'drop_index')
-      AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(v_result -> 'recommendations') e
-                      WHERE e ->> 'key' = r.key);
+    PERFORM optischema._supersede_gone(ARRAY['create_index', 'drop_index'], v_result -> 'recommendations');
 
     INSERT INTO optischema.analyses (from_snapshot, to_snapshot, finished_at, recommendations, stats, skipped)
     VALUES (v_from, v_to, clock_timestamp(), jsonb_array_length(v_result -> 'recommendations'),

@@ -155,29 +155,6 @@ BEGIN
 END
 $$;
 
--- Plans what _maintenance_targets() lists, as the statements' senders, with
--- the caller's rights (optischema_engine.maintenance). Kept, like _advise()'s
--- result, for _record_maintenance() in this transaction: GD is PL/Python's,
--- which only a superuser can write to, so what gets recorded is the engine's.
-CREATE OR REPLACE FUNCTION optischema._maintenance_plans(p_from bigint, p_to bigint) RETURNS jsonb
-LANGUAGE plpython3u
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-import json
-plpy.execute("SELECT optischema._load_engine()")
-from optischema_engine.db import PlpyDatabase
-from optischema_engine.maintenance import plan_facts
-targets = json.loads(plpy.execute(plpy.prepare("SELECT optischema._maintenance_targets($1, $2) AS t", ["bigint", "bigint"]),
-                                  [p_from, p_to])[0]["t"])
-facts = plan_facts(PlpyDatabase(plpy), targets)
-facts["targets"] = targets
-result = json.dumps(facts)
-xid = plpy.execute("SELECT pg_catalog.pg_current_xact_id()::text AS x")[0]["x"]
-GD["optischema_maintenance"] = (xid, p_from, p_to, result)
-return result
-$$;
-
 -- A table's figures as the findings and their verification read them.
 CREATE OR REPLACE FUNCTION optischema._table_facts(p_relid oid) RETURNS jsonb
 LANGUAGE sql STABLE
@@ -779,10 +756,7 @@ BEGIN
        -- one-off maintenance has nothing to keep applied: its evidence is back
        OR (r.status = 'applied' AND r.kind = 'maintenance' AND r.action_spec ->> 'action' IN ('analyze', 'vacuum', 'vacuum_freeze', 'reindex'));
 
-    UPDATE optischema._recommendations r
-    SET status = 'superseded', status_changed_at = now(), updated_at = now()
-    WHERE r.source = 'advisor' AND r.status = 'open' AND r.kind IN ('maintenance', 'config')
-      AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(v_found) e WHERE e ->> 'key' = r.key);
+    PERFORM optischema._supersede_gone(ARRAY['maintenance', 'config'], v_found);
 
     -- What could not be planned is recorded with the analysis of this refresh, like the index advisor's.
     UPDATE optischema.analyses a

@@ -94,7 +94,7 @@ BEGIN
 
     RETURN jsonb_build_object(
         'format', 1,
-        'version', (SELECT e.extversion FROM pg_extension e WHERE e.extname = 'optischema'),
+        'version', '@EXTVERSION@',
         'database', current_database(),
         'role', current_user,
         'since', since::text,
@@ -123,22 +123,6 @@ BEGIN
         'capture', (SELECT coalesce(jsonb_agg(to_jsonb(s) ORDER BY s.bucket_start), '[]') FROM optischema.snapshot_history(since, bucket) s),
         'health', (SELECT coalesce(jsonb_agg(to_jsonb(h)), '[]') FROM optischema.health() h));
 END
-$$;
-
--- Draws report_data()'s JSON as the HTML page. Definer's rights only to load
--- the engine: it reads nothing but its argument.
-CREATE OR REPLACE FUNCTION optischema.render_report(data jsonb) RETURNS text
-LANGUAGE plpython3u SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-import json
-plpy.execute("SELECT optischema._load_engine()")
-from optischema_engine.report import ReportDataError, render
-try:
-    return render(json.loads(data) if data is not None else None)
-except ReportDataError as e:
-    plpy.error(str(e), hint="Pass what optischema.report_data() returns, or call optischema.report(since => '1 day').",
-               sqlstate="22023")
 $$;
 
 CREATE OR REPLACE FUNCTION optischema.report(since interval DEFAULT '1 day', bucket interval DEFAULT NULL) RETURNS text

@@ -32,6 +32,7 @@ AS $$
                  'FUNCTION optischema.rollback(bigint, text)',
                  'FUNCTION optischema.dismiss(bigint, text)',
                  'FUNCTION optischema.applied(bigint)',
+                 'FUNCTION optischema.change_statements(bigint)',
                  'FUNCTION optischema.verify(bigint)',
                  'FUNCTION optischema.set_setting(text, text)',
                  'FUNCTION optischema.reset_setting(text)',
@@ -50,6 +51,7 @@ AS $$
         'FUNCTION optischema._request_change(bigint, text, text)',
         'FUNCTION optischema._announce(bigint)',
         'FUNCTION optischema._applied(bigint)',
+        'FUNCTION optischema._change_statements(bigint)',
         'FUNCTION optischema._dismiss(bigint, text)',
         'FUNCTION optischema._verify(bigint)',
         -- set_setting(), reset_setting()
@@ -61,6 +63,8 @@ AS $$
         -- recommend(): it plans as the statements' senders with its caller's rights, and
         -- writes only through _record_advice(), which records what _advise() computed
         'FUNCTION optischema._hypopg_schema()',
+        'FUNCTION optischema._refresh_begin()',
+        'FUNCTION optischema._refresh_end()',
         'FUNCTION optischema._advise(bigint, bigint)',
         'FUNCTION optischema._load_engine()',
         'FUNCTION optischema._activity(bigint, bigint)',
@@ -68,6 +72,11 @@ AS $$
         'FUNCTION optischema._size_bytes(text)',
         'FUNCTION optischema._unfinished_window(bigint, bigint)',
         'FUNCTION optischema._record_advice()',
+        -- ... or, in a plain install, queues the sidecar's analysis, as refresh() does (sql/34_refresh.sql)
+        'FUNCTION optischema._refreshed_by_sidecar()',
+        'FUNCTION optischema._plain_install()',
+        'FUNCTION optischema._refresh_job()',
+        'FUNCTION optischema._sidecar_serves(text)',
         -- ... and its maintenance and configuration advice, the same way (sql/31_maintenance.sql)
         'FUNCTION optischema._maintenance_plans(bigint, bigint)',
         'FUNCTION optischema._maintenance_targets(bigint, bigint)',

@@ -3,10 +3,10 @@ validated together -> recommendations (create and drop)."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import ddl, running, senders, sqltext
-from .candidates import Candidate, for_table, usage_by_alias
+from .candidates import FEW_VALUES_FRACTION, Candidate, covered_by_existing, for_table, merged, usage_by_alias
 from .catalog import Catalog, Table
 from .db import Database
 from .drops import drop_advice
@@ -14,14 +14,14 @@ from .indexspec import Unbuildable, existing
 from .model import Activity, AdviceResult, Recommendation, Settings, Skipped, WorkloadQuery
 from .params import ParamPlan, ValueSource, plan_params
 from .plans import PlanFacts, Relation, facts, summary
-from .selection import Option, Problem, TableWrites, WriteStmt, greedy, objective, upkeep, upkeep_delta
+from .selection import IndexWrites, Option, Problem, TableWrites, WriteStmt, greedy, objective, upkeep, upkeep_delta
 from .senders import Sender
 from .whatif import Unplannable, WhatIf
 
 _USER_TABLES_SQL = """
 SELECT n.nspname AS schema, c.relname AS name
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+WHERE c.relkind IN ('r', 'm', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\\_%'
   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::regclass
                   AND d.objid = c.oid AND d.deptype = 'e')
@@ -44,7 +44,7 @@ class Analysed:
     tables: dict[str, Table] = field(default_factory=dict)     # alias -> table
     base_cost: float = 0.0
     base_plans: list[dict] = field(default_factory=list)
-    sampled: bool = False          # its text is an execution's, constants included (running.py)
+    sampled: str = ""              # its text is an execution's, constants included: where from (running.py)
 
 
 def _group(workload: list[WorkloadQuery]) -> list[tuple[str, list[int], int, float, int]]:
@@ -123,10 +123,11 @@ def advise(db: Database, workload: list[WorkloadQuery], activity: Activity,
             phase.done("explain")
             stats["statements_analysed"] = len(analysed)
             for a in analysed:
-                a.sampled = not sampled.isdisjoint(a.queryids)
+                if not a.sampled and not sampled.isdisjoint(a.queryids):
+                    a.sampled = running.SEEN_RUNNING
             stats["planned_text"] = _planned_texts(wi, analysed)
             reads = [a for a in analysed if a.facts.write is None]
-            writes = _writes(analysed, catalog)
+            writes = _writes(analysed, catalog, values)
             group_of = _table_groups(reads)
             options, cands, origin = _evaluate(wi, values, reads, s, started, stats, group_of)
             phase.done("evaluate")
@@ -151,7 +152,7 @@ def advise(db: Database, workload: list[WorkloadQuery], activity: Activity,
                                     "budget_bytes": int(s.index_budget) or None}
             for r in recs:
                 r.benefit["new_indexes"] = stats["new_indexes"]
-            recs += _drop_recs(db, catalog, activity, s, writes)
+            recs += _drop_recs(db, catalog, activity, s, writes, values)
             stats["candidates"] = len(cands)
             stats["workload_cost_before"] = round(_workload_cost(reads, writes, s), 2)
             stats["workload_cost_after"] = round(objective(problem, _joint_options(options, final, joint), final)
@@ -193,6 +194,7 @@ def _explain_all(wi: WhatIf, catalog: Catalog, values: ValueSource, keep, s: Set
         else:
             todo.append(k)
     prepared = wi.prepare_many([(sqltext.strip_semicolon(k[0]), who[k[0]].sender) for k in todo])
+    sampled_kind = _plan_sampled_texts(wi, todo, prepared, who, s)
     ok = []
     for k, r in zip(todo, prepared):
         if isinstance(r, Unplannable):
@@ -204,11 +206,15 @@ def _explain_all(wi: WhatIf, catalog: Catalog, values: ValueSource, keep, s: Set
     for (text, qids, calls, ms, rows), (key, types) in ok:
         g = generic[key]
         if isinstance(g, Unplannable):
-            skipped += [Skipped(q, f"cannot be re-planned: {g}") for q in qids]
+            # an error planning a sampled text could quote its constants
+            why = running.NOT_PLANNED if key in sampled_kind else f"cannot be re-planned: {g}"
+            skipped += [Skipped(q, why) for q in qids]
             continue
         a = _explain_one(wi, catalog, values, key, types, g[0], g[1], qids, calls, ms, rows, s)
+        a.sampled = sampled_kind.get(key, "")
         wi.set_scope(key, {f"{t.schema}.{t.name}" for t in a.tables.values()})
         out.append(a)
+    _cost_executions(wi, catalog, values, out, s)
     sampled = [a for a in out if a.params.samples and a.facts.write is None]
     costs = wi.costs([(a.key, a.params.samples) for a in sampled])
     for a in sampled:
@@ -220,22 +226,87 @@ def _explain_all(wi: WhatIf, catalog: Catalog, values: ValueSource, keep, s: Set
     return out
 
 
+def _cost_executions(wi: WhatIf, catalog: Catalog, values: ValueSource, out: list[Analysed], s: Settings) -> None:
+    """A read statement with a parameter no value can be given to (`d < $1::date + $2::interval`:
+    pg_qualstats saw only the sum) would be costed with the generic plan's guesses; it is
+    costed with the text of one of its executions instead (running.sampled_texts(), its
+    constants included), as its sender, where there is one: `out` is updated in place."""
+    todo = [a for a in out if a.types and not a.params.samples and a.facts.write is None and not a.sampled]
+    texts = running.sampled_texts(wi.db, [q for a in todo for q in a.queryids], s.use_pg_qualstats)
+    alts = [(a, alt) for a in todo
+            if (alt := next((texts[q] for q in a.queryids if q in texts
+                             and sqltext.verb(texts[q][0]) == sqltext.verb(a.text)), None)) is not None]
+    prepared = wi.prepare_many([(sqltext.strip_semicolon(text), a.sender) for a, (text, _) in alts])
+    ok = [(a, kind, r) for (a, (_, kind)), r in zip(alts, prepared) if not isinstance(r, Unplannable)]
+    generic = wi.costs([(key, []) for _, _, (key, _) in ok])
+    for a, kind, (key, types) in ok:
+        g = generic[key]
+        if isinstance(g, Unplannable):
+            continue                    # the normalized text's generic plan it stays
+        b = _explain_one(wi, catalog, values, key, types, g[0], g[1], a.queryids, a.calls, a.total_ms, a.rows, s)
+        b.sampled = kind
+        wi.set_scope(key, {f"{t.schema}.{t.name}" for t in b.tables.values()})
+        out[out.index(a)] = b
+
+
+def _plan_sampled_texts(wi: WhatIf, todo, prepared: list, who, s: Settings) -> dict[str, str]:
+    """A statement whose normalized text does not prepare, even rewritten, is prepared from
+    the text of one of its executions instead (running.sampled_texts()), as its sender:
+    `prepared` is updated in place. Returns {statement key: where its text comes from}."""
+    failed = [n for n, r in enumerate(prepared) if isinstance(r, Unplannable)]
+    texts = running.sampled_texts(wi.db, [q for n in failed for q in todo[n][1]], s.use_pg_qualstats)
+    retry = []
+    for n in failed:
+        text, qids = todo[n][0], todo[n][1]
+        alt = next((texts[q] for q in qids if q in texts and sqltext.verb(texts[q][0]) == sqltext.verb(text)), None)
+        if alt is not None:
+            retry.append((n, alt))
+    again = wi.prepare_many([(sqltext.strip_semicolon(t), who[todo[n][0]].sender) for n, (t, _) in retry])
+    kinds = {}
+    for (n, (_, kind)), r in zip(retry, again):
+        if not isinstance(r, Unplannable):
+            prepared[n] = r
+            kinds[r[0]] = kind
+    return kinds
+
+
 def _explain_one(wi, catalog, values, name, types, generic_cost, generic_plans, qids, calls, ms, rows, s) -> Analysed:
     """The statement's plan facts and parameter samples, from its generic plan."""
     text = wi.planned(name).text
     sender = wi.sender(name)
     f = facts(generic_plans[0])
-    tables = {}
+    tables, scanned = {}, {}
+    names = sqltext.identifiers(text)
     for alias, rel in f.relations.items():
         t = catalog.table(rel.schema, rel.name)
         if t is not None:
-            tables[alias] = t
-    pp = plan_params(types, f, {a: t.oid for a, t in tables.items()}, sqltext.limit_params(text),
+            scanned[alias] = t.oid                  # a partition's values are its own
+            tables[alias] = _partitioned_parent(catalog, t, names)
+    pp = plan_params(types, f, scanned, sqltext.limit_params(text),
                      rows / max(calls, 1), values, qids, s.param_samples, sender.oid, wi.planned(name).given)
     return Analysed(name, text, sender, qids, calls, ms, rows, types, pp, f, tables, generic_cost, generic_plans)
 
 
-def _writes(analysed: list[Analysed], catalog: Catalog) -> dict[str, TableWrites]:
+def _partitioned_parent(catalog: Catalog, t: Table, names: set[str]) -> Table:
+    """The table an index for a scan of partition `t` belongs on: the farthest partitioned
+    ancestor the statement names (an index there is built on every partition, the ones
+    added later too); `t` itself when the statement names none (it reads the partition)."""
+    for schema, name in reversed(t.ancestors):
+        if name in names and (parent := catalog.table(schema, name)) is not None:
+            return parent
+    return t
+
+
+def _hypo_size(wi: WhatIf, c: Candidate, t: Table, sender: Sender) -> int:
+    """The candidate's estimated size. HypoPG sizes an index on a partitioned table from
+    that table's own row count, which only an ANALYZE of it sets (autovacuum analyzes the
+    partitions only): until then, its partitions' indexes, summed."""
+    if not t.partitioned or t.reltuples > 0:
+        return wi.size(c.identity())
+    return wi.measure([replace(c, schema=schema, table=name).hypo_ddl() for schema, name in t.leaves], sender)
+
+
+def _writes(analysed: list[Analysed], catalog: Catalog, values: ValueSource) -> dict[str, TableWrites]:
     out: dict[str, TableWrites] = {}
     for a in analysed:
         if a.facts.write is None:
@@ -246,10 +317,33 @@ def _writes(analysed: list[Analysed], catalog: Catalog) -> dict[str, TableWrites
             continue
         key = f"{t.schema}.{t.name}"
         if key not in out:
-            out[key] = TableWrites([(ix.columns, 1.0) for ix in t.indexes if ix.valid])
+            out[key] = TableWrites(_existing_writes(values, t))
         out[key].stmts.append(WriteStmt(op, a.calls, a.rows / max(a.calls, 1),
                                         frozenset(sqltext.update_set_columns(a.text))))
     return out
+
+
+def _existing_writes(values: ValueSource, t: Table, but: int | None = None) -> list[IndexWrites]:
+    """The table's valid indexes (but the one of oid `but`) as its writes pay for them."""
+    return [IndexWrites(ix.columns, 1.0, _appends(values, t, ix.keys[0] if ix.keys else ""))
+            for ix in t.indexes if ix.valid and ix.oid != but]
+
+
+def _appends(values: ValueSource, t: Table, column: str) -> bool:
+    """Whether an INSERT's entry in an index led by `column` goes at its end: the column's
+    values follow the table's physical order (a serial, an insertion time), or no statistics
+    say otherwise. An expression or a column of random position (an id of another table)
+    lands anywhere."""
+    if column not in t.columns:
+        return False
+    st = values.stats(Relation(t.schema, t.name), column)
+    return st is None or st.correlation is None or st.correlation >= 0.9
+
+
+def _few_values(values: ValueSource, t: Table, column: str) -> bool:
+    st = values.stats(Relation(t.schema, t.name), column)
+    f = st.mean_fraction(t.reltuples) if st is not None else None
+    return f is not None and f >= FEW_VALUES_FRACTION
 
 
 def _workload_cost(reads: list[Analysed], writes: dict[str, TableWrites], s: Settings) -> float:
@@ -297,7 +391,8 @@ def _table_groups(reads: list[Analysed]) -> dict[str, str]:
 def _evaluate(wi: WhatIf, values: ValueSource, reads: list[Analysed], s: Settings, started: float,
               stats: dict, group_of: dict[str, str]) \
         -> tuple[dict[str, Option], dict[str, Candidate], dict[str, Sender]]:
-    """Each candidate alone, over every read statement that uses a column of its leading key.
+    """Each candidate alone, over every read statement that uses a column of its leading key
+    (or, where none does, of its predicate: a partial index keyed by the primary key).
     Candidates of different table groups cannot meet in a statement: each round costs one
     candidate of every group at once. Also returns, per candidate, the sender of the first
     statement it came from: its hypothetical index is created as that role."""
@@ -316,9 +411,14 @@ def _evaluate(wi: WhatIf, values: ValueSource, reads: list[Analysed], s: Setting
             uses.setdefault(a.key, {}).setdefault(tkey, set()).update(
                 u.eq + u.ordered + u.like + [c for _, c in u.exprs])
             ok = lambda col, val, t=t: _fraction(values, t, col, val) <= s.partial_max_fraction
-            for c in for_table(t, u, s.max_key_columns, ok):
+            few = lambda col, t=t: _few_values(values, t, col)
+            for c in for_table(t, u, s.max_key_columns, ok, few):
                 cands.setdefault(c.identity(), c)
                 origin.setdefault(c.identity(), a.sender)
+    for c, base in sorted(merged(list(cands.values())).items(), key=lambda m: m[0].identity()):
+        if c.identity() not in cands and not covered_by_existing(c, tables[f"{c.schema}.{c.table}"]):
+            cands[c.identity()] = c
+            origin[c.identity()] = origin[base.identity()]      # its key and predicate are base's
     users: dict[tuple[str, str], list[Analysed]] = {}     # (table key, column) -> statements using it
     for a in reads:
         for tkey, cols in uses.get(a.key, {}).items():
@@ -328,7 +428,8 @@ def _evaluate(wi: WhatIf, values: ValueSource, reads: list[Analysed], s: Setting
     queues: dict[str, list[str]] = {}
     for ident, c in sorted(cands.items()):
         tkey = f"{c.schema}.{c.table}"
-        targets[ident] = users.get((tkey, c.keys[0].column), [])
+        targets[ident] = users.get((tkey, c.keys[0].column), []) or \
+            (users.get((tkey, c.predicate[0]), []) if c.predicate else [])
         if targets[ident]:
             queues.setdefault(group_of.get(tkey, tkey), []).append(ident)
     options: dict[str, Option] = {}
@@ -353,7 +454,9 @@ def _evaluate(wi: WhatIf, values: ValueSource, reads: list[Analysed], s: Setting
             if costs:
                 tkey = f"{c.schema}.{c.table}"
                 share = _fraction(values, tables[tkey], *c.predicate) if c.predicate else 1.0
-                options[ident] = Option(ident, tkey, frozenset(c.columns()), share, wi.size(ident), costs)
+                appends = c.keys[0].func is None and _appends(values, tables[tkey], c.keys[0].column)
+                options[ident] = Option(ident, tkey, frozenset(c.columns()), share,
+                                        _hypo_size(wi, c, tables[tkey], origin[ident]), costs, appends=appends)
     stats["evaluation_rounds"] = rounds
     for o in options.values():
         o.extends = frozenset(x for x in options if cands[o.ident].extends(cands[x]))
@@ -442,7 +545,7 @@ def _joint_costs(wi: WhatIf, reads: list[Analysed], options: dict[str, Option], 
 
 def _joint_options(options: dict[str, Option], chosen: list[str], joint) -> dict[str, Option]:
     return {i: Option(i, options[i].table, options[i].columns, options[i].share, options[i].size_bytes,
-                      joint.get(i, {})) for i in chosen}
+                      joint.get(i, {}), appends=options[i].appends) for i in chosen}
 
 
 def _create_rec(c: Candidate, options: dict[str, Option], final: list[str], joint, by_key: dict[str, Analysed],
@@ -462,11 +565,10 @@ def _create_rec(c: Candidate, options: dict[str, Option], final: list[str], join
                           "cost_before": round(a.base_cost, 2), "cost_after": round(after, 2),
                           "reduction_pct": round(100 * (1 - after / a.base_cost), 1) if a.base_cost else 0.0})
     tw = p.writes.get(o.table)
-    others = [(options[i].columns, options[i].share) for i in final
-              if i != o.ident and options[i].table == o.table]
+    others = [options[i].writes() for i in final if i != o.ident and options[i].table == o.table]
     overhead = 0.0
     if tw is not None:
-        overhead = upkeep(tw, others + [(o.columns, o.share)], p.write_cost) - upkeep(tw, others, p.write_cost)
+        overhead = upkeep(tw, others + [o.writes()], p.write_cost) - upkeep(tw, others, p.write_cost)
     share = sum(a.total_ms for a in served) / total_ms if total_ms else 0.0
     cols = ", ".join(c.key_sql())
     title = f"Index {c.table}({cols})" + (f" WHERE {c.predicate_sql()}" if c.predicate else "") + \
@@ -477,7 +579,8 @@ def _create_rec(c: Candidate, options: dict[str, Option], final: list[str], join
         "statistics": {"reltuples": t.reltuples if t else None, "size_estimate": "hypopg_relation_size"}}
     write = {"cost_per_window": round(overhead, 2), "write_statements": [
         {"op": w.op, "calls": w.calls, "rows_per_call": round(w.rows_per_call, 2),
-         "breaks_hot": bool(w.op == "Update" and w.set_columns & o.columns)} for w in (tw.stmts if tw else [])]}
+         "breaks_hot": bool(w.op == "Update" and w.set_columns & o.columns)} for w in (tw.stmts if tw else [])],
+        "key_appends": o.appends}
     return Recommendation(
         kind="create_index", key=f"create_index:{c.identity()}", title=title,
         ddl=ddl.create_index(name, c.schema, c.table, c.key_sql(), [ddl.quote_ident(x) for x in c.include],
@@ -491,7 +594,7 @@ def _create_rec(c: Candidate, options: dict[str, Option], final: list[str], join
 
 
 def _drop_recs(db: Database, catalog: Catalog, activity: Activity, s: Settings,
-               writes: dict[str, TableWrites]) -> list[Recommendation]:
+               writes: dict[str, TableWrites], values: ValueSource) -> list[Recommendation]:
     tables = [t for r in db.query(_USER_TABLES_SQL) if (t := catalog.table(r["schema"], r["name"])) is not None]
     scans = {oid: ia.idx_scan for oid, ia in activity.indexes.items()}
     out = []
@@ -500,7 +603,7 @@ def _drop_recs(db: Database, catalog: Catalog, activity: Activity, s: Settings,
         tw = writes.get(f"{t.schema}.{t.name}")
         saved = 0.0
         if tw is not None:
-            rest = TableWrites([(x.columns, 1.0) for x in t.indexes if x.valid and x.oid != ix.oid], tw.stmts)
+            rest = TableWrites(_existing_writes(values, t, but=ix.oid), tw.stmts)
             saved = upkeep(tw, [], s.write_cost_per_entry) - upkeep(rest, [], s.write_cost_per_entry)
         out.append(Recommendation(
             kind="drop_index", key=f"drop_index:{t.schema}.{ix.name}",
@@ -525,8 +628,7 @@ def _planned_texts(wi: WhatIf, analysed: list[Analysed]) -> dict[str, str]:
     out = {}
     for a in analysed:
         p = wi.planned(a.key)
-        kind = "sampled: the text of an execution seen running" if a.sampled else \
-            f"rewritten: {', '.join(p.rewrites)}" if p.rewritten else "normalized"
+        kind = a.sampled or (f"rewritten: {', '.join(p.rewrites)}" if p.rewritten else "normalized")
         for q in a.queryids:
             out[str(q)] = kind
     return out

@@ -1,6 +1,8 @@
 """Index candidates from one query's own plan: equality columns first, then one range,
 sort or group column; LIKE prefix columns with text_pattern_ops; expressions; partial
-indexes for equality predicates whose value never changes."""
+indexes for equality predicates whose value never changes; INCLUDE of the few other
+columns a query reads, for an index-only scan. No index is led by a column of few values
+(a boolean, a status): a selective constant of one is a partial index's predicate instead."""
 from __future__ import annotations
 
 import itertools
@@ -14,8 +16,12 @@ from .plans import Condition, PlanFacts
 from .sqltext import quote_literal
 
 RANGE_OPS = {"<", "<=", ">", ">="}
-MAX_INCLUDE = 2          # beyond this an INCLUDE copy of the table rarely pays its size
+MAX_INCLUDE = 4          # beyond this an INCLUDE copy of the table rarely pays its size
 LIKE_OPS = {"~~"}
+# A column whose values each match this share of the rows on average (ColumnStats.mean_fraction)
+# leads no index: a boolean 0.5, a status of 3 to 5 values 0.2 to 0.4. Fourteen countries,
+# one a fifth of the rows, are 0.1: (country, created_at) still narrows to a country's week.
+FEW_VALUES_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
@@ -84,9 +90,11 @@ class Candidate:
         return out
 
     def extends(self, other: "Candidate") -> bool:
-        """other's key is a strict prefix of ours, same table and predicate: we serve its queries."""
+        """other's key is a prefix of ours and we hold its INCLUDE columns too, same table and
+        predicate, and we are not it: we serve its queries."""
         return (self.schema, self.table, self.predicate) == (other.schema, other.table, other.predicate) \
-            and len(other.keys) < len(self.keys) and self.keys[:len(other.keys)] == other.keys
+            and self != other and len(other.keys) <= len(self.keys) and self.keys[:len(other.keys)] == other.keys \
+            and set(other.include) <= {k.column for k in self.keys if k.func is None} | set(self.include)
 
 
 @dataclass
@@ -100,6 +108,8 @@ class Usage:
     exprs: list[tuple[str, str]] = field(default_factory=list)
     fixed: list[tuple[str, str]] = field(default_factory=list)   # (column, constant value)
     reads: set[str] = field(default_factory=set)                 # columns the scan returns
+    filtered: set[str] = field(default_factory=set)              # columns compared, in any way
+    above: set[str] = field(default_factory=set)                 # names the plan computes with above the scan
 
 
 def _add(lst: list, item) -> None:
@@ -123,6 +133,7 @@ def usage_by_alias(f: PlanFacts, fixed_params: dict[int, str], constants_fixed: 
         if a is None:
             return
         u = out.setdefault(a, Usage())
+        u.filtered.add(left.column)           # an index-only scan needs it too
         if left.kind == "expr":
             if c.op == "=":
                 _add(u.exprs, (left.func, left.column))
@@ -146,7 +157,9 @@ def usage_by_alias(f: PlanFacts, fixed_params: dict[int, str], constants_fixed: 
             _add(u.like, left.column)
 
     for alias, cols in f.outputs.items():
-        out.setdefault(alias, Usage()).reads |= cols
+        u = out.setdefault(alias, Usage())
+        u.reads |= cols
+        u.above |= f.above.get(alias, set()) | (f.above.get(None, set()) if alias == single else set())
     for c in f.conds:
         note(c)
     sort_aliases = {alias_of(k) for k, _ in f.sort_keys}
@@ -162,13 +175,19 @@ def usage_by_alias(f: PlanFacts, fixed_params: dict[int, str], constants_fixed: 
     return out
 
 
-def for_table(table: Table, u: Usage, max_keys: int, fixed_max_fraction_ok) -> set[Candidate]:
+def for_table(table: Table, u: Usage, max_keys: int, fixed_max_fraction_ok, few_values=lambda column: False) \
+        -> set[Candidate]:
     """Candidates for one table from one query's usage. fixed_max_fraction_ok(column, value)
-    says whether a constant equality is selective enough to become a partial-index predicate."""
+    says whether a constant equality is selective enough to become a partial-index predicate;
+    few_values(column) whether a column has too few distinct values to lead an index."""
     cols = table.columns
+    # a scan returning every column may be the planner's whole row: what is used is above it
+    reads = u.above if set(cols) <= u.reads else u.reads
     # equality columns in a canonical order (plain '=' before IN lists, which break index
-    # order); subsets keep that order rather than trying every permutation
+    # order, columns of few values last); subsets keep that order rather than trying every
+    # permutation
     eq = [c for c in u.eq if c in cols and c not in u.in_list] + [c for c in u.in_list if c in cols]
+    eq = [c for c in eq if not few_values(c)] + [c for c in eq if few_values(c)]
     ordered = [c for c in u.ordered if c in cols and c not in eq]
     keys: set[tuple[KeyPart, ...]] = set()
     for c in eq + ordered:
@@ -193,24 +212,54 @@ def for_table(table: Table, u: Usage, max_keys: int, fixed_max_fraction_ok) -> s
     # with no sort, and with DISTINCT columns already ordered within each group.
     group = [c for c in u.group if c in cols and c not in eq]
     if group:
-        rest = sorted((u.reads | set(u.ranged)) - set(eq) - set(group))
+        rest = sorted((reads | set(u.ranged)) - set(eq) - set(group))
         rest = [c for c in rest if c in cols and c not in u.ranged] + [c for c in rest if c in cols and c in u.ranged]
         if len(eq) + len(group) + len(rest) <= max_keys:
             keys.add(tuple(KeyPart(c) for c in eq + group + rest))
     out = {Candidate(table.schema, table.name, k) for k in keys}
-    # INCLUDE the few other columns the query reads, so the widest key can be an index-only scan
-    if eq or ordered:
-        widest = tuple(KeyPart(c) for c in (eq + ordered)[:max_keys])
-        extra = tuple(sorted(c for c in u.reads if c in cols and c not in eq + ordered))
-        if 0 < len(extra) <= MAX_INCLUDE:
-            out.add(Candidate(table.schema, table.name, widest, include=extra))
+    # INCLUDE the few other columns the query reads or compares, so that the equality key,
+    # it with one range or sort column, or the widest key is an index-only scan (an aggregate
+    # or a lookup of a few columns over many rows reads no table page)
+    needed = {c for c in reads | u.filtered if c in cols}
+    covering = {tuple((eq + ordered)[:max_keys]), tuple(eq)} | {tuple(eq[:max_keys - 1] + [o]) for o in ordered}
+    for names in sorted(covering):
+        extra = tuple(sorted(needed - set(names)))
+        if names and 0 < len(extra) <= MAX_INCLUDE:
+            out.add(Candidate(table.schema, table.name, tuple(KeyPart(c) for c in names), include=extra))
+    pk = next((ix.keys[0] for ix in table.indexes if ix.primary and ix.keys and ix.keys[0] in cols), None)
     for col, value in u.fixed:
         if col not in cols or not fixed_max_fraction_ok(col, value):
             continue
-        for k in list(keys):
-            if all(p.column != col for p in k) and len(k) <= 2:
-                out.add(Candidate(table.schema, table.name, k, predicate=(col, value)))
-    return {c for c in out if not covered_by_existing(c, table)}
+        others = [k for k in keys if all(p.column != col for p in k) and len(k) <= 2]
+        if not others and pk not in (None, col):
+            others = [(KeyPart(pk),)]          # the constant is all the query selects by: any small key will do
+        for k in others:
+            out.add(Candidate(table.schema, table.name, k, predicate=(col, value)))
+    return {c for c in out
+            if not covered_by_existing(c, table) and not (c.keys[0].func is None and few_values(c.keys[0].column))}
+
+
+def merged(cands: list[Candidate]) -> dict[Candidate, Candidate]:
+    """Across statements: where one candidate's key is a prefix of another's on the same
+    table and predicate, and one of them INCLUDEs columns, the longer key INCLUDing both
+    sets of columns (at most MAX_INCLUDE): {merged: the candidate whose key it has}. It
+    extends both: one index instead of two that differ by a column or two (the selection
+    takes it where it saves as much per byte)."""
+    out: dict[Candidate, Candidate] = {}
+    by_lead: dict[tuple, list[Candidate]] = {}
+    for c in cands:
+        by_lead.setdefault((c.schema, c.table, c.predicate, c.keys[0]), []).append(c)
+    for group in by_lead.values():
+        for a in group:
+            for b in group:
+                if a is b or not (a.include or b.include) or len(b.keys) > len(a.keys) \
+                        or a.keys[:len(b.keys)] != b.keys:
+                    continue
+                keycols = {k.column for k in a.keys if k.func is None}
+                include = tuple(sorted((set(a.include) | set(b.include)) - keycols))
+                if len(include) <= MAX_INCLUDE and include != a.include:
+                    out.setdefault(Candidate(a.schema, a.table, a.keys, a.predicate, include), a)
+    return out
 
 
 def covered_by_existing(c: Candidate, table: Table) -> bool:

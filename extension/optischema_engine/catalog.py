@@ -1,6 +1,7 @@
 """Catalog facts the advisor needs, resolved from pg_catalog (never from query text)."""
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 
@@ -30,9 +31,10 @@ class ExistingIndex:
     valid: bool
     constraint: str | None   # backing constraint type: p, u, x
     am: str
-    size_bytes: int
+    size_bytes: int          # a partitioned index: its partitions' indexes together
     columns: frozenset[str]  # every column it mentions (keys, INCLUDE, expressions, predicate)
     signature: tuple         # equal for exact duplicates: am, keys+opclasses, INCLUDE, predicate, options, collations
+    partition: bool = False  # attached to a partitioned index: it goes only with that one
 
 
 @dataclass
@@ -44,10 +46,22 @@ class Table:
     columns: dict[str, Column] = field(default_factory=dict)
     indexes: list[ExistingIndex] = field(default_factory=list)
     fk_columns: list[tuple[str, ...]] = field(default_factory=list)   # referencing column lists
+    partitioned: bool = False
+    ancestors: list[tuple[str, str]] = field(default_factory=list)    # a partition's: (schema, name), nearest first
+    leaves: list[tuple[str, str]] = field(default_factory=list)       # a partitioned table's leaf partitions
 
 
 _TABLE_SQL = """
-SELECT c.oid::bigint AS oid, n.nspname AS schema, c.relname AS name, c.reltuples::float8 AS reltuples
+SELECT c.oid::bigint AS oid, n.nspname AS schema, c.relname AS name, c.reltuples::float8 AS reltuples,
+       c.relkind = 'p' AS partitioned,
+       ARRAY(SELECT pg_catalog.jsonb_build_array(an.nspname, a.relname)::text
+             FROM pg_catalog.pg_partition_ancestors(c.oid) WITH ORDINALITY u(relid, k)
+             JOIN pg_catalog.pg_class a ON a.oid = u.relid JOIN pg_catalog.pg_namespace an ON an.oid = a.relnamespace
+             WHERE c.relispartition AND u.relid <> c.oid ORDER BY u.k) AS ancestors,
+       ARRAY(SELECT pg_catalog.jsonb_build_array(ln.nspname, l.relname)::text
+             FROM pg_catalog.pg_partition_tree(c.oid) p
+             JOIN pg_catalog.pg_class l ON l.oid = p.relid JOIN pg_catalog.pg_namespace ln ON ln.oid = l.relnamespace
+             WHERE c.relkind = 'p' AND p.isleaf ORDER BY 1) AS leaves
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'm')"""
 _COLUMNS_SQL = """
@@ -63,7 +77,9 @@ _INDEXES_SQL = """
 SELECT i.indexrelid::bigint AS oid, ic.relname AS name, pg_catalog.pg_get_indexdef(i.indexrelid) AS definition,
        i.indisunique AS unique, i.indisprimary AS primary, i.indisexclusion AS exclusion,
        i.indisvalid AND i.indisready AS valid, i.indnkeyatts::int AS nkey, am.amname AS am,
-       pg_catalog.pg_relation_size(i.indexrelid)::bigint AS size_bytes,
+       CASE WHEN ic.relkind = 'I' THEN (SELECT sum(pg_catalog.pg_relation_size(p.relid))::bigint
+                                         FROM pg_catalog.pg_partition_tree(i.indexrelid) p)
+            ELSE pg_catalog.pg_relation_size(i.indexrelid)::bigint END AS size_bytes, ic.relispartition AS partition,
        pg_catalog.pg_get_expr(i.indpred, i.indrelid) AS predicate,
        (SELECT con.contype::text FROM pg_catalog.pg_constraint con WHERE con.conindid = i.indexrelid
           AND con.contype IN ('p', 'u', 'x') LIMIT 1) AS constraint,
@@ -117,7 +133,9 @@ class Catalog:
         if not rows:
             return None
         r = rows[0]
-        t = Table(int(r["oid"]), r["schema"], r["name"], float(r["reltuples"] or 0.0))
+        t = Table(int(r["oid"]), r["schema"], r["name"], float(r["reltuples"] or 0.0), partitioned=bool(r["partitioned"]),
+                  ancestors=[tuple(json.loads(a)) for a in r["ancestors"] or []],
+                  leaves=[tuple(json.loads(a)) for a in r["leaves"] or []])
         for c in self.db.query(_COLUMNS_SQL, [t.oid]):
             t.columns[c["name"]] = Column(c["name"], int(c["attnum"]), c["type"], bool(c["c_collation"]), int(c["typid"]))
         for i in self.db.query(_INDEXES_SQL, [t.oid]):
@@ -133,7 +151,8 @@ class Catalog:
             t.indexes.append(ExistingIndex(
                 int(i["oid"]), i["name"], i["definition"], keys, tuple(items[nkey:]), i["predicate"],
                 bool(i["unique"]), bool(i["primary"]), bool(i["exclusion"]), bool(i["valid"]), i["constraint"],
-                i["am"], int(i["size_bytes"]), frozenset(mentioned),
-                (i["am"], keys, tuple(items[nkey:]), i["predicate"], i["options"], i["collations"])))
+                i["am"], int(i["size_bytes"] or 0), frozenset(mentioned),
+                (i["am"], keys, tuple(items[nkey:]), i["predicate"], i["options"], i["collations"]),
+                bool(i["partition"])))
         t.fk_columns = [tuple(r["cols"]) for r in self.db.query(_FK_SQL, [t.oid])]
         return t

@@ -2,7 +2,9 @@
 duplicates, non-unique prefixes of another index, and (over a long enough window) unused
 ones. Indexes backing a primary key, unique or exclusion constraint are never dropped; an
 unused index whose leading columns are a foreign key's columns is kept too, because
-deletes and key updates on the referenced table need it even if the window saw none."""
+deletes and key updates on the referenced table need it even if the window saw none.
+A partition's index attached to a partitioned index cannot be dropped alone: only the
+partitioned index is advised (never as unused: its scans are counted on the partitions)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,7 +21,8 @@ class DropAdvice:
 
 
 def _protected(ix: ExistingIndex) -> bool:
-    return ix.primary or ix.exclusion or ix.constraint is not None or ix.unique
+    """Enforces a rule, or is a partition's index (it goes only with its partitioned index)."""
+    return ix.primary or ix.exclusion or ix.constraint is not None or ix.unique or ix.partition
 
 
 def _serves_fk(t: Table, ix: ExistingIndex) -> bool:
@@ -43,7 +46,7 @@ def drop_advice(tables: list[Table], idx_scans: dict[int, int], window_s: float,
                     kept.add(keep.oid)
 
         for ix in t.indexes:
-            if not ix.valid and ix.constraint is None:
+            if not ix.valid and ix.constraint is None and not ix.partition:
                 add(ix, "invalid", "index is invalid (a failed CREATE INDEX CONCURRENTLY?) and is never used")
         valid = [ix for ix in t.indexes if ix.valid]
         for ix in valid:

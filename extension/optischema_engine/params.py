@@ -32,7 +32,8 @@ GROUP BY 1, 2, 3, 4, 5, 6"""
 # Every column of a table at once (one query per table, not per column).
 _STATS_SQL = """
 SELECT s.attname AS column, s.most_common_vals::text::text[] AS mcv, s.most_common_freqs::float8[] AS freqs,
-       s.histogram_bounds::text::text[] AS hist, s.n_distinct::float8 AS n_distinct
+       s.histogram_bounds::text::text[] AS hist, s.n_distinct::float8 AS n_distinct,
+       s.correlation::float8 AS correlation
 FROM pg_catalog.pg_stats s WHERE s.schemaname = $1 AND s.tablename = $2"""
 # ... and only the columns whose rows role $3 may read (its privileges, row security)
 _READER_SQL = """
@@ -77,6 +78,19 @@ class ColumnStats:
     mcv: list[str] = field(default_factory=list)
     freqs: list[float] = field(default_factory=list)
     hist: list[str] = field(default_factory=list)
+    n_distinct: float = 0.0          # pg_stats: a count, or minus a fraction of the rows; 0 unknown
+    correlation: float | None = None
+
+    def mean_fraction(self, reltuples: float) -> float | None:
+        """The share of the rows an equality with a value drawn like the rows' own matches
+        (the sum of the squared frequencies): 0.5 for a boolean, 0.4 for a status whose
+        commonest value is 60% of the rows; None if unknown."""
+        distinct = self.n_distinct if self.n_distinct > 0 else -self.n_distinct * reltuples
+        if distinct <= 0:
+            return None
+        rest = max(0.0, 1.0 - sum(self.freqs))
+        others = distinct - len(self.freqs)
+        return sum(f * f for f in self.freqs) + (rest * rest / others if others >= 1 else rest * rest)
 
 
 class ValueSource:
@@ -112,8 +126,9 @@ class ValueSource:
                 else self.db.query(_STATS_SQL, args)
             self._stats[key] = {}
             for r in rows:
-                self._stats[key].setdefault(r["column"], ColumnStats(list(r["mcv"] or []), list(r["freqs"] or []),
-                                                                     list(r["hist"] or [])))
+                self._stats[key].setdefault(r["column"], ColumnStats(
+                    list(r["mcv"] or []), list(r["freqs"] or []), list(r["hist"] or []),
+                    float(r["n_distinct"] or 0.0), r["correlation"]))
         return self._stats[key].get(column)
 
     def seen(self, queryids: list[int], relid: int, column: str, op: str, userid: int) -> list[tuple[str, float]]:
@@ -183,7 +198,8 @@ def plan_params(types: list[str], facts: PlanFacts, relids: dict[str, int], limi
             if seen:
                 # the k-th parameter of an IN list starts k values further, so that one
                 # sample's list holds distinct values as the application's lists do
-                per_param[n] = [seen[(i + pos) % len(seen)][0] for i in range(min(samples, len(seen)))]
+                at = by_weight(seen, min(samples, len(seen)))
+                per_param[n] = [seen[(i + pos) % len(seen)][0] for i in at]
                 source[n] = "qualstats"
                 if len(seen) == 1 and seen[0][1] >= 2 and op == "=":
                     fixed[n] = seen[0][0]
@@ -212,6 +228,24 @@ def plan_params(types: list[str], facts: PlanFacts, relids: dict[str, int], limi
             args.append(f"{quote_literal(vals[i % len(vals)])}::{types[n - 1]}" if vals else f"NULL::{types[n - 1]}")
         out.append(args)
     return ParamPlan(out, fixed, source)
+
+
+def by_weight(seen: list[tuple[str, float]], k: int) -> list[int]:
+    """Positions of k values standing each for an equal share of the executions (the middle
+    of each k-th of them, the values in `seen`'s order, most used first; a value used in
+    most executions comes more than once): the executions' costs are averaged, not the
+    heaviest few's. With a skewed parameter (one customer in 20 of the calls, and the
+    biggest) the most used values alone would all be the outliers."""
+    total = sum(n for _, n in seen)
+    out: list[int] = []
+    acc, j = 0.0, 0
+    for i in range(k):
+        target = (i + 0.5) * total / k
+        while j < len(seen) - 1 and acc + seen[j][1] <= target:
+            acc += seen[j][1]
+            j += 1
+        out.append(j)
+    return out
 
 
 def _order_key(value: str):

@@ -176,6 +176,10 @@ class PlanFacts:
     sort_keys: list[tuple[Operand, bool]] = field(default_factory=list)  # first Sort below a Limit
     group_keys: list[Operand] = field(default_factory=list)
     outputs: dict[str, set[str]] = field(default_factory=dict)           # alias -> columns read
+    # Names the nodes above the scans compute with, by alias (None: unqualified). A scan that
+    # returns the whole row (the planner's "physical tlist") says nothing of what is used;
+    # these do.
+    above: dict[str | None, set[str]] = field(default_factory=dict)
     write: tuple[str, Relation] | None = None                             # (operation, target)
     cond_params: set[int] = field(default_factory=set)                    # parameters inside conditions
     total_cost: float = 0.0
@@ -194,6 +198,11 @@ def facts(plan: dict) -> PlanFacts:
             for out in node.get("Output", []):
                 for m in re.finditer(rf"(?:^|[^\w.\"])(?:{re.escape(alias)}\.)?({_IDENT})(?=$|[^\w(.])", out):
                     cols.add(unquote_ident(m.group(1)))
+        else:
+            for item in node.get("Output", []) + node.get("Sort Key", []) + node.get("Group Key", []):
+                for m in re.finditer(rf"(?:({_IDENT})\.)?({_IDENT})(?![\w(])", re.sub(r"'(?:[^']|'')*'", "", item)):
+                    f.above.setdefault(unquote_ident(m.group(1)) if m.group(1) else None, set()).add(
+                        unquote_ident(m.group(2)))
         for key in COND_KEYS:
             if key in node:
                 f.conds.extend(conditions(node[key]))

@@ -8,6 +8,20 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+# An INSERT's entry in an index led by a key of random position (a customer id, a uuid)
+# lands on any leaf page, to be read, dirtied and split; one led by an ever-growing key
+# (a serial, an insertion time) goes onto the last page, already in memory. A non-HOT
+# UPDATE's entries go where the row's old ones are: anywhere.
+RANDOM_ENTRY_FACTOR = 2.0
+
+
+class IndexWrites(NamedTuple):
+    """What one index costs the writes of its table."""
+    columns: frozenset[str]       # every column it mentions: an UPDATE of one is not HOT
+    share: float                  # fraction of the table's rows it holds (a partial index less)
+    appends: bool = True          # its leading key grows with each INSERT
 
 
 @dataclass(frozen=True)
@@ -20,19 +34,24 @@ class WriteStmt:
 
 @dataclass
 class TableWrites:
-    existing: list[tuple[frozenset[str], float]] = field(default_factory=list)  # (columns, share of rows)
+    existing: list[IndexWrites] = field(default_factory=list)
     stmts: list[WriteStmt] = field(default_factory=list)
 
 
-def upkeep(tw: TableWrites, new: list[tuple[frozenset[str], float]], write_cost: float) -> float:
+def upkeep(tw: TableWrites, new: list[IndexWrites], write_cost: float) -> float:
     """Index entries written per window x cost per entry. INSERT writes one entry per index
-    (a partial index: its share of rows); an UPDATE writes into every index unless it can be
-    HOT (no index mentions an assigned column); DELETE writes none (VACUUM cleans up later)."""
-    indexes = tw.existing + new
-    entries = sum(share for _, share in indexes)
+    (a partial index: its share of rows), at RANDOM_ENTRY_FACTOR the cost where the key
+    does not append; an UPDATE writes into every index unless it can be HOT (no index
+    mentions an assigned column), each entry at RANDOM_ENTRY_FACTOR; DELETE writes none
+    (VACUUM cleans up later)."""
+    indexes = [IndexWrites(*ix) for ix in tw.existing + new]
+    entries = sum(ix.share for ix in indexes) * RANDOM_ENTRY_FACTOR
+    inserted = sum(ix.share * (1.0 if ix.appends else RANDOM_ENTRY_FACTOR) for ix in indexes)
     total = 0.0
     for s in tw.stmts:
-        if s.op == "Insert" or (s.op == "Update" and any(s.set_columns & cols for cols, _ in indexes)):
+        if s.op == "Insert":
+            total += s.calls * s.rows_per_call * inserted * write_cost
+        elif s.op == "Update" and any(s.set_columns & ix.columns for ix in indexes):
             total += s.calls * s.rows_per_call * entries * write_cost
     return total
 
@@ -46,6 +65,10 @@ class Option:
     size_bytes: int
     costs: dict[str, float]       # query key -> cost with this index, only where it serves the query
     extends: frozenset[str] = frozenset()   # idents of options whose key is a prefix of this one's
+    appends: bool = True          # its leading key grows with each INSERT (IndexWrites)
+
+    def writes(self) -> IndexWrites:
+        return IndexWrites(self.columns, self.share, self.appends)
 
 
 @dataclass
@@ -65,8 +88,8 @@ def upkeep_delta(p: Problem, table: str, before: list[Option], after: list[Optio
     tw = p.writes.get(table)
     if tw is None:
         return 0.0
-    return upkeep(tw, [(o.columns, o.share) for o in after], p.write_cost) - \
-        upkeep(tw, [(o.columns, o.share) for o in before], p.write_cost)
+    return upkeep(tw, [o.writes() for o in after], p.write_cost) - \
+        upkeep(tw, [o.writes() for o in before], p.write_cost)
 
 
 def objective(p: Problem, options: dict[str, Option], chosen: list[str]) -> float:
@@ -118,6 +141,8 @@ class _State:
         serves cost now."""
         p, o = self.p, self.options[ident]
         mine = self.on_table.get(o.table, [])
+        if any(ident in self.options[x].extends for x in mine):
+            return None              # a chosen index has its key as a prefix, and its columns: redundant
         replaced = [x for x in mine if x in o.extends]
         if not replaced and len(mine) >= p.max_per_table:
             return None

@@ -123,6 +123,25 @@ def single_statement(sql: str) -> str | None:
     return None
 
 
+def explained(sql: str) -> str:
+    """The statement an `EXPLAIN [ANALYZE] [VERBOSE] [(options)]` text explains, from its
+    first token; any other text as it is. Its queryid is the statement's own."""
+    toks = tokens(sql)
+    if not toks or toks[0].kind != "word" or toks[0].text.upper() != "EXPLAIN":
+        return sql
+    k = 1
+    if k < len(toks) and toks[k].text == "(":
+        depth = 0
+        while k < len(toks):
+            depth += {"(": 1, ")": -1}.get(toks[k].text, 0)
+            k += 1
+            if depth == 0:
+                break
+    while k < len(toks) and toks[k].kind == "word" and toks[k].text.upper() in ("ANALYZE", "ANALYSE", "VERBOSE"):
+        k += 1
+    return sql[toks[k].pos:] if k < len(toks) else sql
+
+
 def strip_semicolon(sql: str) -> str:
     toks = tokens(sql)
     if toks and toks[-1].kind == "semicolon":
@@ -146,6 +165,11 @@ def limit_params(sql: str) -> set[int]:
 
 def _unquote(tok: Token) -> str:
     return tok.text[1:-1].replace('""', '"') if tok.kind == "ident" else tok.text.lower()
+
+
+def identifiers(sql: str) -> set[str]:
+    """Every name the text mentions (lower-cased unless quoted): whether it names a table."""
+    return {_unquote(t) for t in tokens(sql) if t.kind in ("word", "ident")}
 
 
 def update_set_columns(sql: str) -> set[str]:

@@ -232,6 +232,24 @@ class WhatIf:
     def size(self, ident: str) -> int:
         return self._hypo[ident][2]
 
+    def measure(self, ddls: list[str], sender: Sender) -> int:
+        """The estimated size of these hypothetical indexes together, each created as
+        `sender` and dropped again (those that cannot be created count 0)."""
+        groups = [[(f"SELECT h.indexrelid::bigint AS oid, {self._hypopg}.hypopg_relation_size(h.indexrelid)::bigint AS size "
+                    f"FROM {self._hypopg}.hypopg_create_index({quote_literal(sql)}) h", True)] for sql in ddls]
+        total = 0
+        for batch in _chunks(groups):
+            try:
+                results = self.planning.run_groups(sender, batch)
+            except Exception:  # noqa: BLE001 - Refused, or the whole call failed: nothing was created
+                continue
+            for result in results:
+                if not isinstance(result, Failed):
+                    row = result[0][0]
+                    total += int(row["size"])
+                    self.db.query(f"SELECT {self._hypopg}.hypopg_drop_index($1::oid)", [int(row["oid"])])
+        return total
+
     def uses(self, ident: str) -> bool:
         """Did the plans of the last cost() call use this hypothetical index?"""
         return ident in self.last_used

@@ -9,17 +9,13 @@ from dataclasses import dataclass
 
 import psycopg
 from optischema_engine import senders
-from optischema_engine.catalog import Catalog
 from optischema_engine.db import PsycopgDatabase
-from optischema_engine.params import ValueSource, plan_params
-from optischema_engine.plans import facts
-from optischema_engine.sqltext import limit_params, single_statement
+from optischema_engine.proof import Statement, parameter_sets
+from optischema_engine.sqltext import single_statement
 from optischema_engine.whatif import Unplannable, WhatIf
 
 from ..db import own_prepared_statements
 from .context import Target
-
-PARAMETER_SETS = 3
 
 
 @dataclass(frozen=True)
@@ -38,16 +34,10 @@ def prepare(db: PsycopgDatabase, wi: WhatIf, target: Target) -> Prepared:
     who = senders.resolve_one(db, [target.queryid])
     if who.sender is None:
         raise Unplannable(f"not planned: {who.reason}")
-    # The generic plan says which column each parameter is compared with.
     name, types = wi.prepare(target.query, who.sender)
-    _, generic = wi.cost(name, [])
-    f = facts(generic[0])
-    catalog = Catalog(db)
-    relids = {alias: t.oid for alias, rel in f.relations.items()
-              if (t := catalog.table(rel.schema, rel.name)) is not None}
-    pp = plan_params(types, f, relids, limit_params(target.query), target.rows_per_call,
-                     ValueSource(db, [target.queryid], True), [target.queryid], PARAMETER_SETS, who.sender.oid)
-    return Prepared(name, types, pp.samples, pp.source)
+    samples, sources = parameter_sets(db, wi, name, types, Statement(target.queryid, target.query,
+                                                                     target.rows_per_call), who.sender)
+    return Prepared(name, types, samples, sources)
 
 
 def plan_costs(conn: psycopg.Connection, targets: list[Target], setting: tuple[str, str] | None) -> dict[int, float]:

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from optischema_engine.safe_select import Rejected   # raised inside a check: a rejected Verdict
 
-class Rejected(Exception):
-    """Raised inside a check; becomes a rejected Verdict with this reason."""
-
-    def __init__(self, reason: str, evidence: dict | None = None):
-        super().__init__(reason)
-        self.reason = reason
-        self.evidence = evidence or {}
+__all__ = ["Draft", "Rejected", "Verdict", "rejected"]
 
 
 @dataclass(frozen=True)

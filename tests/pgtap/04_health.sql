@@ -1,10 +1,10 @@
 BEGIN;
-SELECT plan(12);
+SELECT plan(15);
 
 SELECT is((SELECT array_agg("check" ORDER BY "check") FROM optischema.health()),
-    ARRAY['compute_query_id', 'hypopg', 'pg_cron', 'pg_stat_statements created', 'pg_stat_statements evictions',
+    ARRAY['compute_query_id', 'hypopg', 'pg_cron', 'pg_qualstats', 'pg_read_all_stats', 'pg_stat_statements created', 'pg_stat_statements evictions',
           'pg_stat_statements preloaded', 'pg_stat_statements.track', 'plpython3u', 'sidecar heartbeat', 'sidecar version',
-          'snapshot freshness', 'track_activity_query_size', 'track_io_timing'],
+          'snapshot freshness', 'table owners', 'track_activity_query_size', 'track_io_timing'],
     'health() runs every check');
 SELECT ok((SELECT bool_and(fix IS NULL) FROM optischema.health() WHERE ok), 'a passing check has no fix');
 SELECT ok((SELECT bool_and(fix IS NOT NULL AND detail IS NOT NULL) FROM optischema.health() WHERE NOT ok),
@@ -22,6 +22,16 @@ VALUES (-77, 'SELECT ' || repeat('a', 1500) || ' FROM t WHERE x = $1', false, 1)
 SELECT is((SELECT fix FROM optischema.health() WHERE "check" = 'track_activity_query_size'),
           'ALTER SYSTEM SET track_activity_query_size = 4096; then restart PostgreSQL (bytes)',
           'a text pg_stat_activity would cut comes with the setting that keeps it whole');
+
+-- pg_qualstats is preloaded in the test cluster but not created in this database.
+SELECT is((SELECT fix FROM optischema.health() WHERE "check" = 'pg_qualstats'), 'CREATE EXTENSION pg_qualstats;',
+          'pg_qualstats preloaded but not created comes with the statement that creates it');
+CREATE EXTENSION pg_qualstats;
+SELECT ok((SELECT ok FROM optischema.health() WHERE "check" = 'pg_qualstats'), 'pg_qualstats preloaded and created passes');
+DROP EXTENSION pg_qualstats;
+SELECT optischema.set_setting('use_pg_qualstats', 'false');
+SELECT results_eq($$SELECT ok, detail FROM optischema.health() WHERE "check" = 'pg_qualstats'$$,
+    $$VALUES (true, 'not used (setting use_pg_qualstats is off)')$$, 'pg_qualstats is not asked for when it is not used');
 
 DROP EXTENSION hypopg;
 SELECT is((SELECT fix FROM optischema.health() WHERE "check" = 'hypopg'), 'CREATE EXTENSION hypopg;',

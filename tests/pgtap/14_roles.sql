@@ -1,6 +1,6 @@
 BEGIN;
 SET client_min_messages = warning;
-SELECT plan(45);
+SELECT plan(46);
 
 SELECT is((SELECT count(*)::int FROM pg_proc p
            WHERE p.pronamespace = 'optischema'::regnamespace
@@ -80,6 +80,7 @@ SELECT throws_ok($$SELECT optischema.set_setting('retention', '1 day')$$, '42501
     'role optischema_tap_reader may not change OptiSchema settings', 'nor change a setting, and is told why');
 SELECT throws_ok($$SELECT optischema.reset_setting('retention')$$, '42501', NULL, 'nor reset one');
 SELECT throws_ok($$SELECT optischema.enqueue('noop')$$, '42501', NULL, 'nor queue jobs');
+SELECT throws_ok($$SELECT optischema.sample_running()$$, '42501', NULL, 'nor sample running statements');
 SELECT throws_ok(format('SELECT optischema._request_change(%s, %L, %L)', :r, 'apply', 'sidecar'), '42501', NULL,
     'nor call the internals');
 RESET ROLE;

@@ -3,7 +3,7 @@
 -- rollback, the change loop's refusals, cancelling a running job, and the finding helpers
 -- (sql/31_maintenance.sql). Everything a role does here is rolled back at the end.
 BEGIN;
-SELECT plan(111);
+SELECT plan(114);
 
 -- Setting values (these were the LLM check's own, in Python; now the one check in SQL).
 SELECT is((SELECT row(value, own)::text FROM optischema._setting_value('work_mem', '64MB')), '(64MB,65536)', 'work_mem 64MB is 65536 kB');
@@ -33,6 +33,12 @@ SELECT is((SELECT advice_only FROM optischema._setting_proposal('shared_buffers'
           'shared_buffers needs a restart: advice only');
 SELECT throws_ok($$SELECT optischema._setting_proposal('huge_pages', 'on', 'system')$$, '22023',
                  'huge_pages is not a setting OptiSchema proposes (see optischema.tunable_settings)', 'not on the allow-list');
+SELECT throws_ok($$SELECT optischema._setting_at('huge_pages', 'system')$$, '22023',
+                 'huge_pages is not a setting OptiSchema proposes (see optischema.tunable_settings)', 'where it stands: only allow-listed settings');
+SELECT throws_ok($$SELECT optischema._setting_effective('huge_pages')$$, '22023',
+                 'huge_pages is not a setting OptiSchema proposes (see optischema.tunable_settings)', 'what sessions get: the same');
+SELECT throws_ok($$SELECT optischema._setting_effective(NULL)$$, '22023',
+                 'NULL is not a setting OptiSchema proposes (see optischema.tunable_settings)', 'a NULL name says so');
 SELECT throws_like($$SELECT optischema._setting_proposal('autovacuum', 'off', 'system')$$,
                    'autovacuum = off is not proposed by OptiSchema (only on): %', 'autovacuum only on');
 SELECT throws_like($$SELECT optischema._setting_proposal('max_wal_size', '2TB', 'system')$$,

@@ -90,5 +90,10 @@ def test_without_preload_health_says_what_to_do(bare_cluster: str) -> None:
     with psycopg.connect(bare_cluster, autocommit=True) as c:
         ok, fix = c.execute("SELECT ok, fix FROM optischema.health()"
                             " WHERE \"check\" = 'pg_stat_statements preloaded'").fetchone()
+        qs_ok, qs_detail, qs_fix = c.execute("SELECT ok, detail, fix FROM optischema.health()"
+                                             " WHERE \"check\" = 'pg_qualstats'").fetchone()
     assert ok is False
     assert fix.startswith("postgresql.conf: shared_preload_libraries = '") and "pg_stat_statements" in fix
+    assert qs_ok is False and qs_detail.startswith("not in shared_preload_libraries")
+    assert qs_fix.startswith("postgresql.conf: shared_preload_libraries = '") and "'pg_stat_statements,pg_qualstats'" in qs_fix \
+        and qs_fix.endswith("CREATE EXTENSION pg_qualstats;")

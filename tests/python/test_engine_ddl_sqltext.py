@@ -68,3 +68,16 @@ def test_quote_literal_and_qualstats_constants():
     assert parse_constvalue("42::integer") == ["42"]
     assert parse_constvalue("'{todo,\"in progress\",NULL}'::text[]") == ["todo", "in progress"]
     assert parse_constvalue("now()") == []
+
+
+def test_identifiers_are_the_names_a_text_mentions():
+    assert sqltext.identifiers('SELECT e.id FROM public.EV e JOIN "Ev_1" x ON x.id = e.id WHERE e.note = \'ev_2\' -- ev_3') \
+        == {"select", "e", "id", "from", "public", "ev", "join", "Ev_1", "x", "on", "where", "note"}
+
+
+def test_explained_statement_of_an_explain_text():
+    explained = sqltext.explained
+    assert explained("EXPLAIN (VERBOSE, FORMAT JSON) select l_shipmode from lineitem") == "select l_shipmode from lineitem"
+    assert explained("explain analyze verbose SELECT 1") == "SELECT 1"
+    assert explained("/* x */ EXPLAIN SELECT '(' FROM t") == "SELECT '(' FROM t"
+    assert explained("SELECT 1") == "SELECT 1" and explained("EXPLAIN") == "EXPLAIN"

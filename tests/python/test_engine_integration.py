@@ -9,8 +9,9 @@ from collections.abc import Iterator
 import engine_helpers  # noqa: F401
 import pytest
 
-from optischema_engine import Activity, Settings, WorkloadQuery, advise
+from optischema_engine import Activity, Settings, WorkloadQuery, advise, running  # noqa: F401 - running: a module
 from optischema_engine.db import PsycopgDatabase
+from optischema_engine.selection import RANDOM_ENTRY_FACTOR
 
 psycopg = pytest.importorskip("psycopg")
 from psycopg.conninfo import make_conninfo  # noqa: E402
@@ -31,6 +32,9 @@ def engine_conn() -> Iterator:
             conn.execute("CREATE SCHEMA optischema")
             conn.execute("CREATE TABLE optischema.query_roles (queryid bigint, userid oid, rolname name, first_seen bigint,"
                          " last_seen bigint, PRIMARY KEY (queryid, userid))")
+            # executions seen running: a text to plan when the normalized one does not prepare
+            conn.execute("CREATE TABLE optischema.running_statements (queryid bigint, query text, truncated boolean,"
+                         " last_seen bigint, query_start timestamptz)")
             yield conn
     finally:
         with psycopg.connect(dsn, autocommit=True) as admin:
@@ -149,3 +153,138 @@ def test_drop_advice_duplicate_prefix_and_unused(engine_conn):
     assert drops["b_status"].rollback_ddl.startswith("CREATE INDEX CONCURRENTLY b_status ON public.orders")
     assert drops["c_cust"].ddl == "DROP INDEX CONCURRENTLY IF EXISTS public.c_cust"
     assert drops["e_note"].evidence["reason"] == "unused"
+
+
+def load_frozen_payments(conn) -> None:
+    """COPY FREEZE: the rows are all-visible at once (VACUUM could not promise it while other
+    sessions of the cluster hold older snapshots), so an index-only scan reads no table page."""
+    with conn.transaction():
+        conn.execute("CREATE TABLE payments (id bigint PRIMARY KEY, account_id int NOT NULL, state text NOT NULL,"
+                     " amount numeric NOT NULL, memo text NOT NULL)")
+        with conn.cursor().copy("COPY payments FROM STDIN (FREEZE)") as copy:
+            for g in range(1, 200_001):
+                copy.write_row((g, (g * 7919) % 200, "void" if g % 50 == 0 else "paid", g % 1000, "m" * 80))
+    conn.execute("ANALYZE payments")
+
+
+def test_covering_index_for_an_aggregate_of_few_columns(engine_conn):
+    """1,000 rows of an account summed: the table is read not at all when the index also
+    holds what the query compares (state) and adds up (amount)."""
+    load_frozen_payments(engine_conn)
+    r = run(engine_conn, [("SELECT count(*), sum(amount) FROM payments WHERE account_id = $1 AND state <> 'void'",
+                           1000, 9000.0, 1000)])
+    (rec,) = creates(r)
+    assert rec.ddl.endswith("(account_id) INCLUDE (amount, state)"), rec.ddl
+    assert [c["column"] for c in rec.index_spec["include"]] == ["amount", "state"]
+
+
+TICKETS = """
+CREATE TABLE tickets (id bigint PRIMARY KEY, account_id int NOT NULL, kind text NOT NULL, status text NOT NULL,
+                      urgent boolean NOT NULL, created_at timestamptz NOT NULL, body text NOT NULL);
+INSERT INTO tickets SELECT g, (g * 7919) % 5000, (ARRAY['bug', 'question', 'feature'])[1 + g % 3],
+       CASE WHEN g % 100 = 0 THEN 'blocked' WHEN g % 3 = 0 THEN 'open' ELSE 'closed' END, g % 2 = 0,
+       '2024-01-01'::timestamptz + g * interval '1 minute', repeat('b', 60)
+FROM generate_series(1, 200000) g;
+"""
+
+
+def test_a_column_of_few_values_leads_no_index(engine_conn):
+    """status and kind have three values, urgent two: no index is led by one. A selective
+    constant of status (blocked: 1% of the rows) is a partial index's predicate instead."""
+    setup(engine_conn, TICKETS)
+    by_status = ("SELECT id, account_id FROM tickets WHERE status = $1 AND urgent = $2", 500, 9000.0, 5000)
+    by_kind = ("SELECT id FROM tickets WHERE kind = $1 AND account_id = $2", 500, 9000.0, 20000)
+    recs = creates(run(engine_conn, [by_status, by_kind]))
+    keys = [r.index_spec["keys"][0]["column"] for r in recs]
+    assert keys == ["account_id"], [r.ddl for r in recs]
+    blocked = ("SELECT id, account_id FROM tickets WHERE status = 'blocked' ORDER BY created_at LIMIT $1",
+               500, 9000.0, 25000)
+    (rec,) = creates(run(engine_conn, [blocked]))
+    assert rec.ddl.endswith("(created_at) WHERE status = 'blocked'"), rec.ddl
+    only = ("SELECT id, account_id FROM tickets WHERE status = 'blocked'", 500, 9000.0, 1000000)
+    (rec,) = creates(run(engine_conn, [only]))
+    assert rec.ddl.endswith("(id) WHERE status = 'blocked'"), rec.ddl
+
+
+def test_partial_index_for_a_constant_pg_stat_statements_normalized(engine_conn):
+    """pg_stat_statements keeps `status = $1`; pg_qualstats saw 'blocked' every time: the
+    partial index is proposed for the normalized text."""
+    engine_conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    engine_conn.execute("CREATE EXTENSION pg_qualstats")
+    setup(engine_conn, TICKETS)
+    for _ in range(3):
+        engine_conn.execute("SELECT id, account_id FROM tickets WHERE status = 'blocked' ORDER BY created_at LIMIT 20")
+    queryid, text = engine_conn.execute(
+        "SELECT queryid, query FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = "
+        "current_database()) AND query LIKE 'SELECT id, account_id FROM tickets WHERE status = $1%'").fetchone()
+    engine_conn.execute("INSERT INTO optischema.query_roles VALUES (%s, current_user::regrole, current_user, 1, 1)",
+                        (queryid,))
+    wl = [WorkloadQuery(queryid, text, 500, 9000.0, 10000)]
+    with engine_conn.transaction(force_rollback=True):
+        r = advise(PsycopgDatabase(engine_conn), wl, Activity(3600.0), Settings(min_calls=1))
+    assert r.stats["pg_qualstats"] is True
+    (rec,) = creates(r)
+    assert rec.ddl.endswith("(created_at) WHERE status = 'blocked'"), rec.ddl
+    with engine_conn.transaction(force_rollback=True):
+        r = advise(PsycopgDatabase(engine_conn), wl, Activity(3600.0), Settings(min_calls=1, use_pg_qualstats=False))
+    assert all(x.index_spec.get("where") is None for x in creates(r)), "without the constants: no predicate"
+
+
+EVENTS = """
+CREATE TABLE events (id bigint PRIMARY KEY, customer_id int NOT NULL, created_at timestamptz NOT NULL, url text);
+INSERT INTO events SELECT g, (g * 7919) % 20000, '2024-01-01'::timestamptz + g * interval '1 second', '/p'
+FROM generate_series(1, 200000) g;
+"""
+
+
+def test_insert_upkeep_of_a_random_key_is_dearer_than_an_append(engine_conn):
+    """Events arrive in time order: an entry of (created_at) goes at the end of the index,
+    one of (customer_id) anywhere, and is charged RANDOM_ENTRY_FACTOR times as much."""
+    setup(engine_conn, EVENTS)
+    insert = ("INSERT INTO events (id, customer_id, created_at, url) VALUES ($1, $2, $3, $4)", 1000, 90.0, 1000)
+    recs = creates(run(engine_conn, [
+        ("SELECT id, url FROM events WHERE customer_id = $1", 2000, 9000.0, 20000),
+        ("SELECT id, url FROM events WHERE created_at >= $1 AND created_at < $2", 2000, 9000.0, 20000), insert]))
+    by_key = {r.index_spec["keys"][0]["column"]: r.write_overhead for r in recs}
+    assert set(by_key) == {"customer_id", "created_at"}
+    s = Settings()
+    assert by_key["created_at"]["key_appends"] is True and by_key["customer_id"]["key_appends"] is False
+    assert by_key["created_at"]["cost_per_window"] == 1000 * s.write_cost_per_entry
+    assert by_key["customer_id"]["cost_per_window"] == 1000 * s.write_cost_per_entry * RANDOM_ENTRY_FACTOR
+    # each query run 20 times saves about 80,000; 30,000 inserts cost an append 60,000, a random key twice that
+    heavy = insert[:1] + (30_000, 2700.0, 30_000)
+    recs = creates(run(engine_conn, [
+        ("SELECT id, url FROM events WHERE customer_id = $1", 20, 90.0, 200),
+        ("SELECT id, url FROM events WHERE created_at >= $1 AND created_at < $2", 20, 90.0, 200), heavy]))
+    assert [r.index_spec["keys"][0]["column"] for r in recs] == ["created_at"], [r.ddl for r in recs]
+
+
+def test_a_statement_with_a_computed_bound_is_costed_with_an_executions_constants(engine_conn):
+    """`customer_id >= $1 + $2`: pg_qualstats saw only the sum, so no value can be given to
+    either parameter, and the generic plan guesses a third of the rows. The text of one of
+    its executions (here: one seen running) is costed instead: 0.5% of the rows, which an
+    index on customer_id serves."""
+    engine_conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    engine_conn.execute("CREATE EXTENSION pg_qualstats")
+    setup(engine_conn, EVENTS)
+    literal = "SELECT count(url) FROM events WHERE customer_id >= 19000 + 900"
+    for _ in range(3):
+        engine_conn.execute(literal)
+    queryid, text = engine_conn.execute(
+        "SELECT queryid, query FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = "
+        "current_database()) AND query LIKE 'SELECT count(url) FROM events%'").fetchone()
+    assert text.endswith("customer_id >= $1 + $2")
+    engine_conn.execute("INSERT INTO optischema.query_roles VALUES (%s, current_user::regrole, current_user, 1, 1)",
+                        (queryid,))
+    wl = [WorkloadQuery(queryid, text, 500, 9000.0, 500)]
+    with engine_conn.transaction(force_rollback=True):
+        r = advise(PsycopgDatabase(engine_conn), wl, Activity(3600.0), Settings(min_calls=1))
+    assert r.stats["planned_text"][str(queryid)] != running.SEEN_RUNNING, "no execution's text: the normalized one"
+    engine_conn.execute("INSERT INTO optischema.running_statements VALUES (%s, %s, false, 1, now())", (queryid, literal))
+    with engine_conn.transaction(force_rollback=True):
+        r = advise(PsycopgDatabase(engine_conn), wl, Activity(3600.0), Settings(min_calls=1))
+    assert r.stats["planned_text"][str(queryid)] == running.SEEN_RUNNING
+    (rec,) = creates(r)
+    assert "(customer_id" in rec.ddl and "WHERE" not in rec.ddl, rec.ddl
+    literal_cost = engine_conn.execute("EXPLAIN (FORMAT JSON) " + literal).fetchone()[0][0]["Plan"]["Total Cost"]
+    assert rec.benefit["queries"][0]["cost_before"] == round(literal_cost, 2)

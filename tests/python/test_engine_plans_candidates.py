@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from engine_helpers import recorded_plans
 
-from optischema_engine.candidates import Candidate, KeyPart, covered_by_existing, for_table, usage_by_alias
+from optischema_engine.candidates import (FEW_VALUES_FRACTION, Candidate, KeyPart, Usage, covered_by_existing, for_table,
+                                          merged, usage_by_alias)
 from optischema_engine.catalog import Column, ExistingIndex, Table
+from optischema_engine.params import ColumnStats, by_weight
 from optischema_engine.plans import conditions, facts, root
 
 SHOP = recorded_plans("shop_generic_plans.json")
@@ -105,16 +107,59 @@ def test_candidate_extends_prefix_with_same_predicate_only():
     assert ab.extends(a) and not a.extends(ab) and not ab_p.extends(a)
 
 
-def test_include_variant_for_few_extra_columns_only():
+def test_include_variants_for_few_extra_columns_only():
+    """The equality key, and it with the sort column, each INCLUDE what else the query
+    reads or compares (status of the IN list is a key column already)."""
     f = facts(root(SAAS["my_open_tasks"]["plan"]))
     u = usage_by_alias(f, {})["tasks"]
     t = table("tasks", ["id", "title", "assignee_id", "status", "due_date", "body"])
-    inc = [c for c in for_table(t, u, 3, lambda c, v: True) if c.include]
-    assert [(c.key_sql(), c.include) for c in inc] == [(["assignee_id", "status", "due_date"], ("id", "title"))]
-    assert "INCLUDE (id, title)" in inc[0].hypo_ddl()
-    f = facts(root(SHOP["customer_recent_orders"]["plan"]))               # reads 3 other columns: none
-    assert not [c for c in for_table(table("orders", ["id", "customer_id", "created_at", "status", "total"]),
-                                     usage_by_alias(f, {})["orders"], 3, lambda c, v: True) if c.include]
+    inc = {(tuple(c.key_sql()), c.include) for c in for_table(t, u, 3, lambda c, v: True) if c.include}
+    assert inc == {(("assignee_id", "status", "due_date"), ("id", "title")),
+                   (("assignee_id", "status"), ("due_date", "id", "title"))}
+    assert any("INCLUDE (id, title)" in c.hypo_ddl() for c in for_table(t, u, 3, lambda c, v: True))
+    wide = Usage(eq=["a"], reads=set("bcdef"))                             # 5 other columns: none
+    assert not [c for c in for_table(table("w", list("abcdefg")), wide, 3, lambda c, v: True) if c.include]
+
+
+def test_covering_candidate_includes_filtered_columns():
+    """count(*), sum(total) of a customer's orders but the cancelled: (customer_id) INCLUDE
+    (status, total) answers it from the index alone; status is only compared, never returned."""
+    u = Usage(eq=["customer_id"], reads={"total"}, filtered={"customer_id", "status"})
+    t = table("orders", ["id", "customer_id", "status", "total", "created_at"])
+    cands = for_table(t, u, 3, lambda c, v: True)
+    assert {(tuple(c.key_sql()), c.include) for c in cands if c.include} == {(("customer_id",), ("status", "total"))}
+
+
+def test_a_column_of_few_values_leads_no_index():
+    """status (3 values) is an equality column next to account_id: it comes second, never
+    first; its selective constant becomes a partial index's predicate instead."""
+    few = lambda c: c == "status"
+    u = Usage(eq=["status", "account_id"], ordered=["created_at"], fixed=[("status", "blocked")])
+    t = table("tickets", ["id", "status", "account_id", "created_at"])
+    cands = for_table(t, u, 3, lambda c, v: True, few)
+    assert cands and all(c.keys[0].column != "status" for c in cands)
+    assert ("account_id", "status") in keysets(cands)
+    assert ("account_id", "status", "created_at") in keysets(cands)
+    partial = {(tuple(c.key_sql()), c.predicate) for c in cands if c.predicate}
+    assert (("created_at",), ("status", "blocked")) in partial
+    assert ("status",) in keysets(for_table(t, u, 3, lambda c, v: True)), "without the statistic it would lead"
+    # the constant is all the query selects by: the partial index is keyed by the primary key
+    pkey = ExistingIndex(2, "tickets_pkey", "", ("id",), (), None, True, True, False, True, "p", "btree", 8192,
+                         frozenset({"id"}), ("btree", ("id",), (), None, "0", "0"))
+    alone = Usage(eq=["status"], reads={"id", "account_id"}, filtered={"status"}, fixed=[("status", "blocked")])
+    cands = for_table(table("tickets", ["id", "status", "account_id", "created_at"], indexes=[pkey]), alone, 3,
+                      lambda c, v: True, few)
+    assert {(tuple(c.key_sql()), c.predicate) for c in cands} == {(("id",), ("status", "blocked"))}
+
+
+def test_mean_fraction_of_a_column():
+    assert ColumnStats(["t", "f"], [0.5, 0.5], n_distinct=2).mean_fraction(1000) == 0.5
+    status = ColumnStats(["done", "todo", "review"], [0.6, 0.3, 0.09], n_distinct=4).mean_fraction(1000)
+    assert abs(status - (0.36 + 0.09 + 0.0081 + 0.0001)) < 1e-9 and status >= FEW_VALUES_FRACTION
+    assert ColumnStats(n_distinct=-1.0).mean_fraction(1e6) == 1e-6              # unique
+    countries = ColumnStats(["US", "DE", "GB", "FR"], [0.2, 0.1, 0.1, 0.1], n_distinct=14).mean_fraction(1000)
+    assert countries < FEW_VALUES_FRACTION                                       # (country, created_at) may be
+    assert ColumnStats().mean_fraction(1000) is None
 
 
 def test_aggregate_gets_a_group_ordered_covering_candidate():
@@ -148,3 +193,26 @@ def test_a_constant_of_one_execution_is_a_key_but_no_predicate():
     assert usage_by_alias(f, {})["orders"].fixed == [("status", "pending")]
     u = usage_by_alias(f, {}, constants_fixed=False)["orders"]
     assert u.fixed == [] and u.eq == ["status"]
+
+
+def test_parameter_samples_stand_for_equal_shares_of_the_executions():
+    """The most used constants of a skewed parameter are its outliers (the biggest customer):
+    each sample stands for a third of the executions instead, a dominant value more than once."""
+    seen = [("1", 50.0)] + [(str(k), 10.0) for k in range(2, 7)]
+    assert by_weight(seen, 3) == [0, 1, 4]
+    assert by_weight([(str(k), 1.0) for k in range(6)], 3) == [1, 3, 5]
+    assert by_weight([("a", 90.0), ("b", 5.0), ("c", 5.0)], 3) == [0, 0, 0]
+    assert by_weight([("a", 1.0)], 1) == [0]
+
+
+def test_candidates_of_two_statements_merge_into_one_covering_index():
+    """(l_orderkey) INCLUDE (l_quantity) for one statement, (l_orderkey, l_shipdate) for
+    another: (l_orderkey, l_shipdate) INCLUDE (l_quantity) serves both, and extends both."""
+    a = Candidate("public", "lineitem", (KeyPart("l_orderkey"),), include=("l_quantity",))
+    b = Candidate("public", "lineitem", (KeyPart("l_orderkey"), KeyPart("l_shipdate")))
+    other = Candidate("public", "lineitem", (KeyPart("l_partkey"),), include=("l_quantity",))
+    m = merged([a, b, other])
+    assert m == {Candidate("public", "lineitem", b.keys, include=("l_quantity",)): b}
+    (c,) = m
+    assert c.extends(a) and c.extends(b)
+    assert merged([b, Candidate("public", "lineitem", (KeyPart("l_orderkey"),))]) == {}, "nothing to include: no merge"

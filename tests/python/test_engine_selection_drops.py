@@ -7,7 +7,8 @@ from optischema_engine.advisor import select_workload
 from optischema_engine.catalog import ExistingIndex, Table
 from optischema_engine.drops import drop_advice
 from optischema_engine.model import Settings, WorkloadQuery
-from optischema_engine.selection import Option, Problem, TableWrites, WriteStmt, greedy, objective, upkeep
+from optischema_engine.selection import (RANDOM_ENTRY_FACTOR, IndexWrites, Option, Problem, TableWrites, WriteStmt,
+                                         greedy, objective, upkeep)
 
 
 def problem(writes=None, **kw) -> Problem:
@@ -21,15 +22,47 @@ def test_upkeep_insert_and_hot_rule():
     tw = TableWrites([(frozenset({"id"}), 1.0)], [WriteStmt("Update", 10, 1.0, frozenset({"status"}))])
     assert upkeep(tw, [], 2.0) == 0.0                                     # HOT: no index mentions status
     assert upkeep(tw, [(frozenset({"created_at"}), 1.0)], 2.0) == 0.0
-    assert upkeep(tw, [(frozenset({"status"}), 1.0)], 2.0) == 10 * 2 * 2.0   # HOT broken: every index pays
+    assert upkeep(tw, [(frozenset({"status"}), 1.0)], 2.0) == \
+        10 * 2 * 2.0 * RANDOM_ENTRY_FACTOR                          # HOT broken: every index pays
     ins = TableWrites([(frozenset({"id"}), 1.0)], [WriteStmt("Insert", 60, 1.0, frozenset())])
     assert upkeep(ins, [(frozenset({"a"}), 0.1)], 2.0) == 60 * 1.1 * 2.0     # partial index: its share
+
+
+def test_upkeep_of_a_random_key_insert_is_dearer_than_an_append():
+    ins = TableWrites([IndexWrites(frozenset({"id"}), 1.0, True)], [WriteStmt("Insert", 60, 1.0, frozenset())])
+    assert upkeep(ins, [], 2.0) == 60 * 2.0
+    assert upkeep(ins, [IndexWrites(frozenset({"created_at"}), 1.0, True)], 2.0) == 60 * 2 * 2.0
+    assert upkeep(ins, [IndexWrites(frozenset({"customer_id"}), 1.0, False)], 2.0) == \
+        60 * (1 + RANDOM_ENTRY_FACTOR) * 2.0
+    upd = TableWrites([IndexWrites(frozenset({"id"}), 1.0, True)], [WriteStmt("Update", 10, 1.0, frozenset({"c"}))])
+    assert upkeep(upd, [IndexWrites(frozenset({"c"}), 1.0, True)], 2.0) == 10 * 2 * 2.0 * RANDOM_ENTRY_FACTOR, \
+        "a non-HOT update writes every index where the row's entries are, appending key or not"
+
+
+def test_insert_heavy_table_takes_the_append_index_not_the_random_one():
+    """Same saving, same size: on a table of many inserts the index whose key appends pays
+    for itself, the one of random key positions does not."""
+    writes = {"t": TableWrites([IndexWrites(frozenset({"id"}), 1.0, True)],
+                               [WriteStmt("Insert", 1500, 1.0, frozenset())])}
+    opts = {"time": Option("time", "t", frozenset({"created_at"}), 1.0, 1 << 20, {"q1": 500.0}, appends=True),
+            "cust": Option("cust", "t", frozenset({"customer_id"}), 1.0, 1 << 20, {"q2": 500.0}, appends=False)}
+    # each saves 10 x 500 per window; 1500 inserts cost it 1500 x 2 as an append, twice that if not
+    assert [i for i, _ in greedy(problem(writes, calls={"q1": 10, "q2": 10}), opts)] == ["time"]
 
 
 def test_greedy_prefers_wider_index_that_serves_both_queries():
     opts = {"a": Option("a", "t", frozenset({"a"}), 1.0, 10 << 20, {"q1": 10.0}),
             "ab": Option("ab", "t", frozenset({"a", "b"}), 1.0, 12 << 20, {"q1": 10.0, "q2": 10.0},
                          extends=frozenset({"a"}))}
+    assert [i for i, _ in greedy(problem(), opts)] == ["ab"]
+
+
+def test_no_index_whose_key_a_chosen_one_starts_with():
+    """Chosen first, (a, b) INCLUDE (c) serves what (a) INCLUDE (c) would: the narrower
+    one is never added beside it (drop advice would call it redundant), whatever it saves."""
+    opts = {"ab": Option("ab", "t", frozenset("abc"), 1.0, 1 << 20, {"q1": 10.0, "q2": 10.0},
+                         extends=frozenset({"a"})),
+            "a": Option("a", "t", frozenset("ac"), 1.0, 4 << 20, {"q1": 5.0})}
     assert [i for i, _ in greedy(problem(), opts)] == ["ab"]
 
 
@@ -178,6 +211,18 @@ def test_the_index_a_prefix_defers_to_is_not_dropped_as_unused():
     t.indexes = [ix(1, "t_email_idx", ["email"]), ix(2, "t_email_created_idx", ["email", "created"])]
     advice = {d.index.name: d.reason for d in drop_advice([t], {1: 0, 2: 0}, 30 * 86400.0, 86400.0)}
     assert advice == {"t_email_idx": "prefix"}
+
+
+def test_a_partitions_index_is_never_advised_alone():
+    """An index attached to a partitioned index cannot be dropped by itself: not as a
+    duplicate, a prefix, unused or invalid; a plain index next to it can."""
+    t = Table(1, "public", "ev_1", 1000.0)
+    t.indexes = [ix(1, "ev_1_a_idx", ["a"]), ix(2, "ev_1_a_dup", ["a"]), ix(3, "ev_1_a_b_idx", ["a", "b"]),
+                 ix(4, "ev_1_c_idx", ["c"]), ix(5, "ev_1_d_idx", ["d"], valid=False)]
+    for i in t.indexes[1:]:
+        i.partition = True
+    advice = {d.index.name: d.reason for d in drop_advice([t], {1: 0, 2: 0, 3: 0, 4: 0}, 30 * 86400.0, 86400.0)}
+    assert advice == {"ev_1_a_idx": "duplicate"}      # of the attached ev_1_a_dup, which stays
 
 
 def test_a_read_run_once_is_the_workload_a_write_run_once_is_not():

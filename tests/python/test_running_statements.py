@@ -110,6 +110,35 @@ def test_a_statement_that_never_finishes_is_shown_and_advised(running_db) -> Non
     assert "secret-constant" not in str(stats) + str(skipped)
 
 
+def test_samples_between_snapshots_catch_what_snapshots_miss(running_db) -> None:
+    """sample_running() sees statements that start and end between two snapshots: one
+    cancelled is counted in the next snapshot's window as never finished, one that
+    completes is pg_stat_statements' alone (not counted twice)."""
+    conn, role = running_db
+    conn.execute("SELECT pg_advisory_lock(%s)", (LOCK,))
+    with Blocked(conn, role, SLOW) as b:
+        assert conn.execute("SELECT optischema.sample_running()").fetchone()[0] == 1
+        qid, first, last = conn.execute("SELECT queryid, first_seen, last_seen FROM optischema.running_statements"
+                                        " WHERE pid = %s", (b.pid,)).fetchone()
+        assert (first, last) == (0, 0)            # waits for the next snapshot's window
+        b.cancel()
+    done = SLOW.replace("AND k = 777", "AND k = 777 AND id > 0")      # another statement (queryid)
+    with Blocked(conn, role, done) as b:
+        conn.execute("SELECT optischema.sample_running()")
+        conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK,))
+        b.thread.join(30)
+        assert b.error is None
+        done_qid = conn.execute("SELECT queryid FROM optischema.running_statements WHERE pid = %s AND finished IS NULL",
+                                (b.pid,)).fetchone()[0]
+    snap = conn.execute("SELECT optischema.snapshot()").fetchone()[0]
+    rows = dict(((q, f), (a, z)) for q, f, a, z in conn.execute(
+        "SELECT queryid, finished, first_seen, last_seen FROM optischema.running_statements"))
+    assert rows == {(qid, False): (snap, snap), (done_qid, True): (snap, snap)}
+    t = top(conn)
+    assert t[qid][1:] == (1, "never finished")
+    assert t[done_qid][1] == 1 and t[done_qid][2] != "never finished"
+
+
 def test_the_sampled_text_is_shown_only_as_pg_stat_activity_would(running_db) -> None:
     conn, role = running_db
     reader = "cov_rd_" + uuid.uuid4().hex[:8]
@@ -208,3 +237,52 @@ def test_an_error_planning_a_sampled_text_is_not_recorded(running_db) -> None:
         "cannot be re-planned: the text sampled while it ran (its error is not recorded: "
         "it could quote the statement's constants)"]
     assert "secret-tag" not in str(stats) + str(skipped)
+
+
+# Its normalized text does not prepare: generate_series(unknown, unknown) is ambiguous.
+UNPLANNABLE = (f"SELECT pad FROM cov_run WHERE pg_advisory_lock_shared({LOCK}) IS NOT NULL "
+               f"AND k = 777 AND id NOT IN (SELECT generate_series(1, 5))")
+
+
+def _planned(conn: psycopg.Connection, qid: int) -> tuple[str | None, list[str], list[str]]:
+    """(which text of statement qid recommend() planned, why it was skipped, the DDL serving it)."""
+    ddl = [d for d, qids in conn.execute("SELECT ddl, queryids FROM optischema.recommend(50)") if qid in qids]
+    stats, skipped = conn.execute("SELECT stats, skipped FROM optischema.analyses ORDER BY id DESC LIMIT 1").fetchone()
+    return stats["planned_text"].get(str(qid)), [s["reason"] for s in skipped if s["queryid"] == qid], ddl
+
+
+def test_a_statement_whose_normalized_text_does_not_plan_is_planned_from_an_execution(running_db) -> None:
+    conn, role = running_db
+    conn.execute("SELECT set_config('pg_qualstats.enabled', 'off', false)")   # only the text seen running
+    conn.execute("SELECT pg_advisory_lock(%s)", (LOCK,))
+    with Blocked(conn, role, UNPLANNABLE) as b:
+        conn.execute("SELECT optischema.sample_running()")
+        conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK,))
+        b.thread.join(30)
+    conn.execute("SELECT optischema.snapshot()")
+    qid = conn.execute("SELECT queryid FROM optischema.running_statements WHERE pid = %s", (b.pid,)).fetchone()[0]
+    assert conn.execute("SELECT query FROM pg_stat_statements WHERE queryid = %s", (qid,)).fetchone()[0] \
+        .endswith("AND k = $2 AND id NOT IN (SELECT generate_series($3, $4))")
+    planned, skipped, ddl = _planned(conn, qid)
+    assert (planned, skipped) == ("sampled: the text of an execution seen running", [])
+    assert ddl and "cov_run USING btree (k" in ddl[0] and "777" not in ddl[0]
+
+
+def test_pg_qualstats_example_query_is_planned_when_nothing_else_is(conn: psycopg.Connection) -> None:
+    conn.execute("CREATE EXTENSION IF NOT EXISTS pg_qualstats")
+    conn.execute("CREATE TABLE cov_ex (id int, k int, pad text)")
+    conn.execute("INSERT INTO cov_ex SELECT g, g % 50000, 'p' || g FROM generate_series(1, 200000) g")
+    conn.execute("ANALYZE cov_ex")
+    conn.execute("SELECT optischema.set_setting('statement_coverage', '1')")
+    conn.execute("SELECT optischema.snapshot()")
+    sql = "SELECT pad FROM cov_ex WHERE k = 777 AND id NOT IN (SELECT generate_series(1, 5))"
+    conn.execute(sql).fetchall()
+    conn.execute("SELECT optischema.snapshot()")
+    qid = conn.execute("SELECT queryid FROM pg_stat_statements WHERE query LIKE 'SELECT pad FROM cov_ex%'").fetchone()[0]
+    assert conn.execute("SELECT query FROM pg_qualstats_example_queries() WHERE queryid = %s", (qid,)).fetchone()[0] == sql
+    planned, skipped, ddl = _planned(conn, qid)
+    assert (planned, skipped) == ("sampled: pg_qualstats' example query", [])
+    assert ddl and "cov_ex USING btree (k" in ddl[0]
+    conn.execute("SELECT optischema.set_setting('use_pg_qualstats', 'false')")
+    planned, skipped, ddl = _planned(conn, qid)
+    assert planned is None and skipped == ["cannot be re-planned: function generate_series(unknown, unknown) is not unique"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -128,6 +129,28 @@ def test_schedules_make_one_job_per_interval_across_sidecars(db_dsn: str, start_
     counts = rows(db_dsn, "SELECT kind, count(*) AS n FROM optischema.jobs"
                           " WHERE kind IN ('snapshot', 'recommend', 'purge') GROUP BY kind")
     assert {r["kind"]: r["n"] for r in counts} == {"purge": 1, "recommend": 1, "snapshot": 1}
+
+
+def test_statements_running_between_snapshots_are_sampled(db_dsn: str, start_sidecar) -> None:
+    with psycopg.connect(db_dsn, autocommit=True) as conn, psycopg.connect(db_dsn, autocommit=True) as app:
+        conn.execute("SELECT optischema.set_setting('snapshot_interval', '0')")
+        conn.execute("SELECT optischema.set_setting('running_min_duration', '0')")
+        start_sidecar("--schedule", "--sample-interval", "0.3")
+        # the scheduled recommend() takes a snapshot: the statement starts after it
+        wait_for(lambda: one(db_dsn, "SELECT count(*) FROM optischema.jobs WHERE kind = 'recommend' AND status = 'done'"),
+                 "the scheduled recommend")
+        snapshots = one(db_dsn, "SELECT count(*) FROM optischema.snapshots")
+        conn.execute("SELECT pg_advisory_lock(4242)")
+        waiter = threading.Thread(target=lambda: app.execute("SELECT 1 FROM pg_advisory_lock_shared(4242)"))
+        waiter.start()
+        try:
+            wait_for(lambda: one(db_dsn, "SELECT count(*) FROM optischema.running_statements"
+                                         " WHERE pid = %s AND first_seen = 0", (app.info.backend_pid,)) == 1,
+                     "the sample of the statement waiting on the lock")
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(4242)")
+            waiter.join(30)
+    assert one(db_dsn, "SELECT count(*) FROM optischema.snapshots") == snapshots
 
 
 def test_bad_configuration_is_a_clear_error(tmp_path: Path) -> None:

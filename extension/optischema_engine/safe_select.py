@@ -20,15 +20,13 @@ import re
 import uuid
 from dataclasses import dataclass
 
-import psycopg
-from optischema_engine.db import Database
-from optischema_engine.senders import Planning, Sender
 from pglast import ast, parse_sql
 from pglast.parser import ParseError
 from pglast.stream import RawStream
 from pglast.visitors import Visitor
 
-from .verdict import Rejected
+from .db import Database
+from .senders import Failed, Planning, Sender
 
 # Built-ins never run, whatever their volatility says, by name prefix. Most are volatile and
 # so refused by the allow rule anyway; the list names why, and catches the stable ones that
@@ -60,6 +58,18 @@ DENIED: tuple[tuple[str, str], ...] = (
     ("schema_to_xml", "runs SQL text"), ("database_to_xml", "runs SQL text"), ("ts_stat", "runs SQL text"),
     ("binary_upgrade_", "is for pg_upgrade only"),
 )
+
+
+class Rejected(Exception):
+    """A rewrite (the advisor's or a model's) that may not be shown, and why: raised inside a
+    check, recorded as its verdict."""
+
+    def __init__(self, reason: str, evidence: dict | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.evidence = evidence or {}
+
+
 _MODIFYING = tuple(getattr(ast, n) for n in ("InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt") if hasattr(ast, n))
 
 
@@ -176,8 +186,8 @@ def resolve(planning: Planning, who: Sender, select: Select, types: list[str]) -
             ("SELECT p.prosqlbody::pg_catalog.text AS tree FROM pg_catalog.pg_proc p"
              f" WHERE p.proname OPERATOR(pg_catalog.=) '{name}'"
              " AND p.pronamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()", True)])[1]
-    except psycopg.Error as e:
-        raise Rejected(f"does not resolve: {(e.diag.message_primary or str(e)).strip()}") from None
+    except Failed as e:
+        raise Rejected(f"does not resolve: {str(e).strip()}") from None
     return _uses(rows[0]["tree"])
 
 

@@ -1,0 +1,90 @@
+"""optischema_engine.rewrites without a database: which statements get which rewrite, and
+which never do (the catalog's answers given here)."""
+from __future__ import annotations
+
+import pytest
+from pglast import parse_sql
+
+from optischema_engine import rewrites
+
+COLUMNS = {
+    "lineitem": {"l_partkey": ("integer", True), "l_suppkey": ("integer", True), "l_quantity": ("numeric", True),
+                 "l_extendedprice": ("numeric", True), "l_shipdate": ("date", True)},
+    "part": {"p_partkey": ("integer", True), "p_brand": ("text", True)},
+    "events": {"id": ("bigint", True), "created_at": ("timestamp with time zone", True),
+               "day": ("date", True), "ref": ("integer", False)},
+    "customers": {"id": ("integer", True), "region": ("text", True)},
+}
+
+
+class _Catalog(rewrites._Catalog):
+    def __init__(self):
+        self._cache = {}
+
+    def columns(self, rv):
+        return {k: rewrites.Column(*v) for k, v in COLUMNS.get(rv.relname, {}).items()}
+
+
+def found(sql: str) -> list[rewrites.Candidate]:
+    tree = parse_sql(sql)[0].stmt
+    out = []
+    for find in (rewrites._day_ranges, rewrites._correlated, rewrites._not_in):
+        out += find(tree, _Catalog())
+    return out
+
+
+@pytest.mark.parametrize("where, rewritten", [
+    ("created_at::date = $1", "created_at >= CAST($1 AS date) AND created_at < (CAST($1 AS date) + 1)"),
+    ("date(e.created_at) = $1::date", "e.created_at >= CAST($1 AS date) AND e.created_at < (CAST($1 AS date) + 1)"),
+    ("date_trunc('day', created_at) = $1",
+     "created_at >= $1 AND created_at < ($1 + CAST('1 day' AS interval)) AND $1 = pg_catalog.date_trunc('day', $1)"),
+])
+def test_a_day_of_a_timestamp_becomes_a_range(where: str, rewritten: str) -> None:
+    (c,) = found(f"SELECT count(*) FROM events AS e WHERE {where} AND id > 0")
+    assert c.pattern == "cast_over_column" and rewritten in c.sql and c.sql.endswith("AND id > 0")
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT 1 FROM events WHERE day::date = $1",                    # a date already: nothing to gain
+    "SELECT 1 FROM events WHERE created_at::date = ref",            # compared with a column
+    "SELECT 1 FROM events WHERE created_at::date = $1 OR id = 2",   # not a conjunct of the WHERE
+    "SELECT 1 FROM events, (SELECT 1 AS created_at) s WHERE created_at::date = $1",   # cannot resolve it
+    "SELECT 1 FROM nosuchtable WHERE created_at::date = $1",
+])
+def test_no_day_range_where_it_would_not_be_the_same_or_not_help(sql: str) -> None:
+    assert found(sql) == []
+
+
+def test_q17_correlated_average_becomes_a_grouped_left_join() -> None:
+    (c,) = found("SELECT sum(l_extendedprice) / 7.0 FROM lineitem, part WHERE p_partkey = l_partkey AND p_brand = $1"
+                 " AND l_quantity < (SELECT 0.2 * avg(l_quantity) FROM lineitem WHERE l_partkey = p_partkey)")
+    assert c.pattern == "correlated_subquery"
+    assert c.sql == ("SELECT sum(l_extendedprice) / 7.0 FROM lineitem, part LEFT JOIN (SELECT l_partkey AS optischema_k1,"
+                     " 0.2 * avg(l_quantity) AS optischema_v FROM lineitem GROUP BY l_partkey) AS optischema_s1"
+                     " ON optischema_s1.optischema_k1 = part.p_partkey WHERE p_partkey = l_partkey AND p_brand = $1"
+                     " AND l_quantity < optischema_s1.optischema_v")
+
+
+@pytest.mark.parametrize("sub", [
+    "SELECT count(*) FROM lineitem WHERE l_partkey = p_partkey",              # 0, not NULL, over no rows
+    "SELECT coalesce(avg(l_quantity), 0) FROM lineitem WHERE l_partkey = p_partkey",
+    "SELECT avg(l_quantity) FROM lineitem WHERE l_partkey > p_partkey",       # not an equality
+    "SELECT avg(l_quantity) FROM lineitem WHERE l_partkey = p_partkey LIMIT 1",
+    "SELECT avg(l_quantity) FROM lineitem WHERE l_partkey = p_partkey GROUP BY l_suppkey",
+    "SELECT avg(l_quantity) FROM lineitem",                                   # not correlated
+    "SELECT l_quantity FROM lineitem WHERE l_partkey = p_partkey",            # not an aggregate
+])
+def test_no_join_where_the_subquery_is_not_a_per_key_aggregate_null_over_no_rows(sub: str) -> None:
+    assert found(f"SELECT 1 FROM lineitem, part WHERE p_partkey = l_partkey AND l_quantity < ({sub})") == []
+
+
+def test_not_in_becomes_not_exists_only_over_not_null_columns() -> None:
+    (c,) = found("SELECT id FROM events WHERE id NOT IN (SELECT id FROM customers WHERE region = $1)")
+    assert c.pattern == "not_in" and c.sql == \
+        "SELECT id FROM events WHERE NOT EXISTS (SELECT 1 FROM customers WHERE region = $1 AND events.id = id)"
+    # a nullable column on either side, an outer join, or the same name inside and outside: never
+    assert found("SELECT id FROM events WHERE ref NOT IN (SELECT id FROM customers)") == []
+    assert found("SELECT 1 FROM customers c LEFT JOIN events e ON e.ref = c.id"
+                 " WHERE e.id NOT IN (SELECT id FROM customers)") == []
+    assert found("SELECT id FROM events WHERE id NOT IN (SELECT ref FROM events)") == []
+    assert found("SELECT id FROM events WHERE id NOT IN (SELECT id FROM customers LIMIT 5)") == []

@@ -1,0 +1,237 @@
+"""Query rewrite advice without an LLM (issue 12), on a real cluster: each pattern found in a
+captured statement, proven (same rows, lower cost, as the statement's sender, READ ONLY,
+rolled back, with statement_timeout) and shown; and the traps, rewrites that look right but
+are not equal, never shown."""
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from optischema_engine.proof import Statement, prove
+from optischema_engine.safe_select import Rejected
+from optischema_sidecar.handlers import HANDLERS
+from optischema_sidecar.proof_session import proof_session
+from optischema_sidecar.rewrites import check
+
+APP = "h3_rewrite_app"
+
+STATEMENTS = {
+    "day": "SELECT count(*) FROM events WHERE created_at::date = %s::date",
+    "q17": "SELECT sum(l.l_extendedprice) / 7.0 AS avg_yearly FROM lineitem l, part p"
+           " WHERE p.p_partkey = l.l_partkey AND p.p_brand = %s"
+           " AND l.l_quantity < (SELECT 0.2 * avg(l2.l_quantity) FROM lineitem l2 WHERE l2.l_partkey = p.p_partkey)",
+    "not_in": "SELECT count(*) FROM orders WHERE customer_id NOT IN (SELECT id FROM customers WHERE region = %s)",
+    "not_in_nullable": "SELECT count(*) FROM orders WHERE ref NOT IN (SELECT id FROM customers WHERE region = %s)",
+}
+
+
+@pytest.fixture
+def app(conn: psycopg.Connection, db_dsn: str):
+    """Tables owned by a non-superuser application role, its statements run as it (so they
+    are proven as it), two snapshots around them. Yields (conn, {name: queryid})."""
+    conn.execute(f"DROP ROLE IF EXISTS {APP}")
+    conn.execute(f"CREATE ROLE {APP}")
+    try:
+        conn.execute(f"GRANT CREATE ON SCHEMA public TO {APP}")
+        conn.execute(f"ALTER DATABASE {conn.info.dbname} SET timezone = 'Europe/Berlin'")
+        # NOT IN's subquery no longer fits in memory: it is run again for every outer row
+        conn.execute(f"ALTER DATABASE {conn.info.dbname} SET work_mem = '64kB'")
+        conn.execute("SET timezone = 'Europe/Berlin'")
+        conn.execute(f"SET ROLE {APP}")
+        conn.execute("CREATE TABLE events (id bigint PRIMARY KEY, created_at timestamptz NOT NULL, kind text)")
+        # every 10 minutes of March and April 2024: the days around the change to summer time included
+        conn.execute("INSERT INTO events SELECT g, timestamptz '2024-03-01 00:05 Europe/Berlin' + g * interval '10 minutes',"
+                     " 'k' || g % 5 FROM generate_series(0, 8783) g")
+        conn.execute("CREATE INDEX ON events (created_at)")
+        conn.execute("CREATE TABLE part (p_partkey int PRIMARY KEY, p_brand text NOT NULL)")
+        conn.execute("CREATE TABLE lineitem (l_partkey int NOT NULL, l_quantity numeric NOT NULL,"
+                     " l_extendedprice numeric NOT NULL)")
+        conn.execute("INSERT INTO part SELECT g, 'Brand#' || g % 25 FROM generate_series(1, 400) g")
+        conn.execute("INSERT INTO lineitem SELECT g % 400 + 1, (g / 400) % 50 + 1, g % 1000 FROM generate_series(1, 10000) g")
+        conn.execute("CREATE TABLE customers (id int PRIMARY KEY, region text NOT NULL)")
+        conn.execute("CREATE TABLE orders (id bigint PRIMARY KEY, customer_id int NOT NULL, ref int)")
+        conn.execute("INSERT INTO customers SELECT g, 'r' || g % 7 FROM generate_series(1, 30000) g")
+        conn.execute("INSERT INTO orders SELECT g, g % 40000 + 1, CASE WHEN g % 9 <> 0 THEN g % 40000 + 1 END"
+                     " FROM generate_series(1, 1000) g")
+        conn.execute("ANALYZE events, part, lineitem, customers, orders")
+        conn.execute("RESET ROLE")
+        conn.execute("SELECT optischema.snapshot()")
+        conn.execute(f"SET ROLE {APP}")
+        for i in range(3):
+            conn.execute(STATEMENTS["day"], (f"2024-03-{29 + i}",))
+            conn.execute(STATEMENTS["q17"], (f"Brand#{i + 1}",))
+            conn.execute(STATEMENTS["not_in"], (f"r{i}",))
+            conn.execute(STATEMENTS["not_in_nullable"], (f"r{i}",))
+        conn.execute("RESET ROLE")
+        conn.execute("SELECT optischema.snapshot()")
+        ids = {}
+        for name, marker in (("day", "created_at::date"), ("q17", "avg_yearly"),
+                             ("not_in", "customer_id NOT IN"), ("not_in_nullable", "ref NOT IN")):
+            ids[name] = conn.execute("SELECT queryid FROM optischema.queries WHERE strpos(query, %s) > 0",
+                                     (marker,)).fetchone()[0]
+        yield conn, ids
+    finally:
+        conn.execute("RESET ROLE")
+        conn.execute(f"DROP OWNED BY {APP}")
+        conn.execute(f"DROP ROLE {APP}")
+
+
+def rewrites(conn: psycopg.Connection) -> dict[int, tuple]:
+    return {r[0]: r[1:] for r in conn.execute(
+        "SELECT queryids[1], status, ddl, benefit, evidence, explanation, title FROM optischema.recommendations"
+        " WHERE kind = 'rewrite' AND source = 'advisor' ORDER BY id")}
+
+
+def text(conn: psycopg.Connection, queryid: int) -> str:
+    return conn.execute("SELECT query FROM optischema.queries WHERE queryid = %s", (queryid,)).fetchone()[0]
+
+
+def test_patterns_are_proven_and_shown(app) -> None:
+    conn, ids = app
+    result = check(conn)
+    got = rewrites(conn)
+    by_pattern = {(c["queryid"], c["pattern"]): c for c in result["candidates"]}
+
+    # a cast over an indexed timestamptz column: a range on the column, which the index serves
+    status, sql, benefit, evidence, explanation, title = got[ids["day"]]
+    assert status == "open" and title.startswith(f"Rewrite query {ids['day']}: a range")
+    assert sql == "SELECT count(*) FROM events WHERE created_at >= CAST($1 AS date) AND created_at < (CAST($1 AS date) + 1)"
+    assert benefit["cost_after"] < benefit["cost_before"]
+    assert evidence["run_as"] == APP and evidence["pattern"] == "cast_over_column"
+    assert any(n.get("index") for n in evidence["plan_after"]) and not any(n.get("index") for n in evidence["plan_before"])
+    assert len(evidence["runs"]) >= 2 and all(r["same"] for r in evidence["runs"])
+    assert sum(r["rows"]["original"] for r in evidence["runs"]) > 0      # the proof compared real rows
+
+    # TPC-H Q17's shape: the correlated subquery as a grouped LEFT JOIN
+    status, sql, benefit, evidence, explanation, _ = got[ids["q17"]]
+    # (pg_stat_statements took the constants 7.0 and 0.2 out: $2 and $3)
+    assert "LEFT JOIN (SELECT l2.l_partkey AS optischema_k1, $3 * avg(l2.l_quantity) AS optischema_v FROM lineitem AS l2" \
+           " GROUP BY l2.l_partkey) AS optischema_s1 ON optischema_s1.optischema_k1 = p.p_partkey" in sql
+    assert "l.l_quantity < optischema_s1.optischema_v" in sql and "NULL where no row matches" in explanation
+    assert benefit["cost_after"] < benefit["cost_before"] / 2
+
+    # NOT IN over NOT NULL columns, whose subquery does not fit in work_mem: NOT EXISTS
+    assert by_pattern[(ids["not_in"], "not_in")]["accepted"], by_pattern[(ids["not_in"], "not_in")]
+    status, sql, benefit, evidence, explanation, _ = got[ids["not_in"]]
+    assert sql == "SELECT count(*) FROM orders WHERE NOT EXISTS (SELECT 1 FROM customers WHERE region = $1" \
+                  " AND orders.customer_id = id)"
+    assert "both columns are NOT NULL" in explanation and benefit["cost_after"] < benefit["cost_before"]
+    # a nullable column: never proposed
+    assert not any(c["queryid"] == ids["not_in_nullable"] for c in result["candidates"])
+    assert ids["not_in_nullable"] not in got
+
+    # what ran left nothing behind, and the shown SQL is the statement's own text, rewritten
+    assert conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0] == 0
+    assert result["proven"] == len(got) and result["recommendation_ids"]
+
+
+def test_rewrites_are_not_applied_but_dismissed_and_superseded(app) -> None:
+    conn, ids = app
+    check(conn)
+    rec = conn.execute("SELECT id FROM optischema.recommendations WHERE kind = 'rewrite' AND %s = ANY (queryids)",
+                       (ids["day"],)).fetchone()[0]
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="does not apply those"):
+        conn.execute("SELECT optischema.apply(%s)", (rec,))
+    conn.execute("SELECT optischema.dismiss(%s, 'the ORM writes this one')", (rec,))
+    check(conn)                         # proven again: stays dismissed
+    assert conn.execute("SELECT status FROM optischema.recommendations WHERE id = %s", (rec,)).fetchone()[0] == "dismissed"
+    # the index the range uses is gone: the rewrite no longer costs less and is superseded
+    q17 = conn.execute("SELECT id FROM optischema.recommendations WHERE kind = 'rewrite' AND %s = ANY (queryids)",
+                       (ids["q17"],)).fetchone()[0]
+    conn.execute("SELECT optischema.set_setting('rewrite_advice', 'off')")
+    assert conn.execute("SELECT optischema.enqueue_rewrite_checks()").fetchone()[0] is None
+    conn.execute("SELECT optischema.reset_setting('rewrite_advice')")
+    conn.execute("DROP TABLE part CASCADE")
+    result = check(conn)
+    assert conn.execute("SELECT status FROM optischema.recommendations WHERE id = %s", (q17,)).fetchone()[0] == "superseded"
+    assert result["statements_checked"] >= 1
+
+
+def test_recommend_queues_the_job_and_the_sidecar_runs_it(app) -> None:
+    conn, ids = app
+    conn.execute("SELECT count(*) FROM optischema.recommend()")
+    job = conn.execute("SELECT id FROM optischema.jobs WHERE kind = 'rewrites' AND status = 'pending'").fetchone()
+    assert job is not None
+    conn.execute("SELECT count(*) FROM optischema.recommend()")        # one waiting job is enough
+    assert conn.execute("SELECT count(*) FROM optischema.jobs WHERE kind = 'rewrites'").fetchone()[0] == 1
+    assert "rewrites" in HANDLERS
+
+
+def test_not_in_with_nulls_is_rejected_by_the_proof(app) -> None:
+    """The trap: NOT EXISTS looks like NOT IN, but a NULL in orders.ref makes them differ."""
+    conn, ids = app
+    st = Statement(ids["not_in_nullable"], text(conn, ids["not_in_nullable"]))
+    wrong = "SELECT count(*) FROM orders WHERE NOT EXISTS (SELECT 1 FROM customers WHERE region = $1 AND orders.ref = id)"
+    with proof_session(conn, "test") as db, pytest.raises(Rejected, match="different results|does not cost less"):
+        prove(db, st, wrong, 5000, extra_sets=[["'r1'::text"]])
+    # with the cost rule out of the way, the results alone reject it
+    with proof_session(conn, "test") as db, pytest.raises(Rejected, match="different results for parameter set"):
+        from optischema_engine import proof
+        saved = proof._cost
+        proof._cost = lambda wi, key, samples, what: (1.0, saved(wi, key, samples, what)[1]) \
+            if what == "the rewrite" else (2.0, saved(wi, key, samples, what)[1])
+        try:
+            prove(db, st, wrong, 5000, extra_sets=[["'r1'::text"]])
+        finally:
+            proof._cost = saved
+
+
+def test_a_day_as_24_hours_fails_across_the_change_to_summer_time(app) -> None:
+    """The trap: `created_at < $1 + interval '24 hours'` is the same day except on 2024-03-31 in
+    Europe/Berlin (23 hours); the advisor's `$1::date + 1` is right on that day too."""
+    conn, ids = app
+    st = Statement(ids["day"], text(conn, ids["day"]))
+    dst = [["'2024-03-31'::date"]]
+    wrong = ("SELECT count(*) FROM events WHERE created_at >= $1::date"
+             " AND created_at < $1::date::timestamptz + interval '24 hours'")
+    with proof_session(conn, "test") as db, pytest.raises(Rejected, match="different results for parameter set"):
+        prove(db, st, wrong, 5000, extra_sets=dst)
+    right = "SELECT count(*) FROM events WHERE created_at >= $1::date AND created_at < ($1::date + 1)"
+    with proof_session(conn, "test") as db:
+        proof = prove(db, st, right, 5000, extra_sets=dst)
+    assert proof.runs[-1]["parameters"] == dst[0] and proof.runs[-1]["same"]
+
+
+def test_the_proof_runs_as_the_sender_and_refuses_side_effects(app) -> None:
+    conn, ids = app
+    st = Statement(ids["day"], text(conn, ids["day"]))
+    with proof_session(conn, "test") as db, pytest.raises(Rejected, match="pg_sleep"):
+        prove(db, st, "SELECT count(*) FROM events WHERE created_at >= $1::date AND pg_sleep(0) IS NOT NULL", 5000)
+    # a table the original does not read
+    conn.execute("CREATE TABLE secret (x int)")
+    with proof_session(conn, "test") as db, pytest.raises(Rejected, match="reads public.secret, which the original does not"):
+        prove(db, st, "SELECT count(*) FROM events, secret WHERE created_at >= $1::date", 5000)
+    # run as the sender, which may not read it: refused before anything runs
+    conn.execute(f"REVOKE ALL ON events FROM {APP}; ALTER TABLE events OWNER TO CURRENT_USER")
+    with proof_session(conn, "test") as db, pytest.raises(Rejected, match="permission denied"):
+        prove(db, st, "SELECT count(*) FROM events WHERE created_at >= $1::date AND created_at < $1::date + 1", 5000)
+    # a check that runs too long is stopped by statement_timeout, and says so
+    with proof_session(conn, "test") as db, pytest.raises(Rejected, match=r"exceeded statement_timeout \(1 ms\)"):
+        prove(db, Statement(ids["q17"], text(conn, ids["q17"])), text(conn, ids["q17"]), 1)
+
+
+def test_verify_compares_the_rewritten_statement_once_the_application_runs_it(app) -> None:
+    conn, ids = app
+    check(conn)
+    rec = conn.execute("SELECT id FROM optischema.recommendations WHERE kind = 'rewrite' AND %s = ANY (queryids)",
+                       (ids["day"],)).fetchone()[0]
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="no captured statement runs yet"):
+        conn.execute("SELECT * FROM optischema.verify(%s)", (rec,))
+    # the application's own spelling of the rewrite, with its own constants
+    conn.execute(f"SET ROLE {APP}")
+    for day in ("2024-03-29", "2024-03-30", "2024-03-31"):
+        conn.execute("SELECT count(*) FROM events WHERE created_at >= %s::date AND created_at < %s::date + 1", (day, day))
+    conn.execute("RESET ROLE")
+    conn.execute("SELECT optischema.snapshot()")
+    check(conn)
+    new = conn.execute("SELECT queryid FROM optischema.queries WHERE strpos(query, 'created_at >= $1::date') > 0"
+                       ).fetchone()[0]
+    adopted = conn.execute("SELECT evidence -> 'adopted_by' FROM optischema._recommendations WHERE id = %s",
+                           (rec,)).fetchone()[0]
+    assert adopted == [new]
+    rows = conn.execute("SELECT queryid, calls_before, calls_after, verdict FROM optischema.verify(%s)", (rec,)).fetchall()
+    assert (ids["day"], 3, None, "replaced") in rows and (new, None, 3, "rewrite") in rows
+    assert rows[-1] == (None, 3, 3, "insufficient_data")         # verify_min_calls (10) calls after
+    conn.execute("SELECT optischema.set_setting('verify_min_calls', '3')")
+    total = conn.execute("SELECT * FROM optischema.verify(%s)", (rec,)).fetchall()[-1]
+    assert total[5] is not None and total[6] in ("improved", "neutral", "regressed")
