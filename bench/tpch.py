@@ -315,14 +315,20 @@ class Snapshots:
 
 
 def advise(dsn: str, qs: list[int], timeout_s: float, settings: dict[str, str], rounds: int,
-           snapshot_every: float = 0, sample_every: float = 10.0) -> Advice:
+           snapshot_every: float = 0, sample_every: float = 10.0, plain: bool = False) -> Advice:
     with psycopg.connect(dsn, autocommit=True) as conn:
         # A fresh install of what `make install` put on this machine: no analysis,
         # recommendation or setting of an earlier run survives.
         conn.execute("DROP EXTENSION IF EXISTS optischema CASCADE")
+        conn.execute("DROP SCHEMA IF EXISTS optischema CASCADE")        # a plain install of an earlier run
         conn.execute("CREATE EXTENSION IF NOT EXISTS hypopg")
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_qualstats")     # the constants the literal text ran with
-        conn.execute("CREATE EXTENSION optischema CASCADE")
+        if plain:
+            # no extension, the engine in the sidecar (README, "Managed databases")
+            subprocess.run([str(Path(sys.executable).with_name("optischema-sidecar")), "install", "--dsn", dsn],
+                           check=True, stdout=subprocess.DEVNULL)
+        else:
+            conn.execute("CREATE EXTENSION optischema CASCADE")
         for key, value in settings.items():
             conn.execute("SELECT optischema.set_setting(%s, %s)", (key, value))
         # The cluster is the benchmark's own: a clean pg_stat_statements, as after a restart.
@@ -340,6 +346,9 @@ def advise(dsn: str, qs: list[int], timeout_s: float, settings: dict[str, str], 
                     print(f"  Q{q:<2} {fmt_ms(workload[q].ms, timeout_s):>10}", flush=True)
         conn.execute("SELECT optischema.snapshot()")
         t0 = time.perf_counter()
+        if plain:
+            from optischema_sidecar import refresh
+            refresh.run(conn)                  # the sidecar's recommend job, which recommend() queues
         recs = conn.execute("SELECT kind, ddl, queryids FROM optischema.recommend(50)").fetchall()
         recommend_s = time.perf_counter() - t0
         stats, skipped = conn.execute(
@@ -499,6 +508,9 @@ def main(argv: list[str] | None = None) -> None:
                         "(0: only before and after it; a statement that times out is seen only by one taken while it runs)")
     p.add_argument("--sample-every", type=float, default=float(env("TPCH_SAMPLE_EVERY", "10")), metavar="SECONDS",
                    help="sample the statements running now this often, as the sidecar does (10, its default; 0: never)")
+    p.add_argument("--plain", action="store_true",
+                   help="a plain install (optischema-sidecar install) with the engine run by the sidecar, "
+                        "instead of the extension")
     p.add_argument("--set", action="append", default=[s for s in env("TPCH_SETTINGS", "").split(",") if s],
                    metavar="KEY=VALUE", help="an OptiSchema setting for the run (repeatable; default: none)")
     p.add_argument("--indexes", action="append", default=[s for s in env("TPCH_INDEXES", "").split(",") if s],
@@ -532,7 +544,7 @@ def main(argv: list[str] | None = None) -> None:
                     "settings": settings, "base_cost": base_cost}
     advice = None
     if not a.skip_advisor:
-        advice = advise(dsn, qs, a.timeout, settings, a.rounds, a.snapshot_every, a.sample_every)
+        advice = advise(dsn, qs, a.timeout, settings, a.rounds, a.snapshot_every, a.sample_every, a.plain)
         sets.insert(0, IndexSet(ADVISOR, advice.ddl))
     with psycopg.connect(dsn, autocommit=True) as conn:
         for s in sets:
