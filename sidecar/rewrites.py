@@ -41,7 +41,8 @@ WHERE NOT q.own AND x.calls > 0"""
 _REWRITES_SQL = "SELECT key, ddl, queryids FROM optischema._recommendations WHERE kind = 'rewrite' AND ddl IS NOT NULL"
 _PATTERNS = {"cast_over_column": "a range instead of a function of the column",
              "correlated_subquery": "the correlated subquery as a grouped join",
-             "not_in": "NOT IN as NOT EXISTS"}
+             "not_in": "NOT IN as NOT EXISTS",
+             "type_mismatch": "the value as the column's integer type"}
 
 
 def _timeout_ms(conn: psycopg.Connection) -> int:

@@ -257,7 +257,8 @@ def prove(db: Database, st: Statement, rewrite_sql: str, timeout_ms: int,
         evidence = proof.evidence()
         # what WhatIf prepared: the texts made plannable the same way (plannable.py)
         proof.runs = _same_results(db, planning, who, types, wi.planned(okey).text, wi.planned(rkey).text,
-                                   (samples or [[]]) + (extra_sets or []),
+                                   # no parameters: one run without; with some, only sets of values
+                                   (samples or ([] if types else [[]])) + (extra_sets or []),
                                    bool(original.tree.stmt.sortClause), timeout_ms, evidence)
     if after >= before:
         ms = {k: sum(r["ms"][k] for r in proof.runs) for k in ("original", "rewrite")}

@@ -14,14 +14,24 @@ shown the rewrite cheaper and returning the same rows.
   its correlation columns, run once;
 - `x NOT IN (SELECT y ...)`: `NOT EXISTS (... AND y = x)` only where neither side can be
   NULL (both plain columns declared NOT NULL, of tables no outer join makes nullable): with
-  a NULL the two differ, so otherwise it is never proposed."""
+  a NULL the two differ, so otherwise it is never proposed;
+- an integer column compared with a numeric (`id = $1::numeric`: PostgreSQL compares
+  `id::numeric = $1`, which no index on `id` serves): the column compared with the value
+  cast to the column's type, where the value is a whole number in the type's range, else
+  with NULL (no row, as before: an integer never equals a fraction); a CASE, so the cast
+  is never evaluated for a value it would reject. A range the same way: `col > v` is
+  `col >= floor(v) + 1`, `col >= v` is `col >= ceil(v)`, `col < v` is `col <= ceil(v) - 1`,
+  `col <= v` is `col <= floor(v)`, the bound clamped to the type's range, NULL where no
+  value of the type passes (NaN and Infinity are above every number, as in numeric). A
+  float8 is not taken (a bigint read as float8 loses digits: the original matches values
+  the rewrite would not)."""
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
 
 from pglast import ast, parse_sql
-from pglast.enums import A_Expr_Kind, BoolExprType, JoinType, SubLinkType
+from pglast.enums import A_Expr_Kind, BoolExprType, JoinType, MinMaxOp, SubLinkType
 from pglast.parser import ParseError
 from pglast.stream import RawStream
 
@@ -31,6 +41,16 @@ from .sqltext import quote_literal
 _TIMESTAMPS = ("timestamp without time zone", "timestamp with time zone")
 _NULL_ON_EMPTY = {"avg", "sum", "min", "max"}
 _ARITHMETIC = {"+", "-", "*", "/"}
+# an integer type: its name for a cast, and [low, high) of its range
+_INTEGERS = {"smallint": ("int2", -2 ** 15, 2 ** 15), "integer": ("int4", -2 ** 31, 2 ** 31),
+             "bigint": ("int8", -2 ** 63, 2 ** 63)}
+_MIRRORED = {"=": "=", "<": ">", ">": "<", "<=": ">=", ">=": "<="}
+# col OP v, an integer col: (its operator then, the condition on v for any value of the
+# type to pass, the bound's function of v, what is added to it, the clamp to the range)
+_RANGES = {">": (">=", ("<", "max"), "floor", 1, (MinMaxOp.IS_GREATEST, "min")),
+           ">=": (">=", ("<=", "max"), "ceil", 0, (MinMaxOp.IS_GREATEST, "min")),
+           "<": ("<=", (">", "min"), "ceil", -1, (MinMaxOp.IS_LEAST, "max")),
+           "<=": ("<=", (">=", "min"), "floor", 0, (MinMaxOp.IS_LEAST, "max"))}
 _COLUMNS_SQL = ("SELECT a.attname::pg_catalog.text AS name, pg_catalog.format_type(a.atttypid, NULL) AS type, "
                 "a.attnotnull AS notnull FROM pg_catalog.pg_attribute a "
                 "WHERE a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass({name}) "
@@ -39,7 +59,7 @@ _COLUMNS_SQL = ("SELECT a.attname::pg_catalog.text AS name, pg_catalog.format_ty
 
 @dataclass(frozen=True)
 class Candidate:
-    pattern: str            # cast_over_column | correlated_subquery | not_in
+    pattern: str            # cast_over_column | correlated_subquery | not_in | type_mismatch
     sql: str                # the whole statement, rewritten
     explanation: str
 
@@ -393,6 +413,68 @@ def _not_in(tree, cat: _Catalog) -> list[Candidate]:
     return out
 
 
+# -- an integer column compared with a numeric ---------------------------------------------
+def _is_numeric(node) -> bool:
+    """A parameter or constant cast to numeric (a number the parse tree gives its type)."""
+    return isinstance(node, ast.TypeCast) and [n.sval for n in node.typeName.names] == ["pg_catalog", "numeric"] \
+        and not node.typeName.arrayBounds and (isinstance(node.arg, ast.ParamRef) or
+                                               isinstance(node.arg, ast.A_Const) and not node.arg.isnull)
+
+
+def _as_integer(op: str, value, typ: str) -> tuple[str, ast.CaseExpr]:
+    """(operator, bound) such that `col operator bound` is `col op value` for every value
+    of an integer column of type typ: CASE WHEN some value of typ can pass THEN the bound
+    as typ END (the cast evaluated only where it cannot fail)."""
+    name, low, high = _INTEGERS[typ]
+    v = lambda: copy.deepcopy(value)   # noqa: E731
+    # the parse tree's Integer is 32 bits: a larger constant is a numeric one (Float), as parsed
+    num = lambda n: ast.A_Const(  # noqa: E731
+        val=ast.Integer(ival=n) if -2 ** 31 <= n < 2 ** 31 else ast.Float(fval=str(n)))
+    fn = lambda f, *args: ast.FuncCall(funcname=(ast.String(sval="pg_catalog"), ast.String(sval=f)),  # noqa: E731
+                                       args=args)
+    if op == "=":
+        new, bound = "=", v()
+        when = _and([_op("=", v(), fn("trunc", v())), _op(">=", v(), num(low)), _op("<", v(), num(high))])
+    else:
+        limit = {"min": low, "max": high - 1}
+        new, (guard, edge), f, add, (clamp, end) = _RANGES[op]
+        bound = fn(f, v()) if not add else _op("+" if add > 0 else "-", fn(f, v()), num(abs(add)))
+        bound = ast.MinMaxExpr(op=clamp, args=(bound, num(limit[end])))
+        when = _op(guard, v(), num(limit[edge]))
+    cast = ast.TypeCast(arg=bound, typeName=ast.TypeName(names=(ast.String(sval="pg_catalog"), ast.String(sval=name))))
+    return new, ast.CaseExpr(args=(ast.CaseWhen(expr=when, result=cast),))
+
+
+def _type_mismatch(tree, cat: _Catalog) -> list[Candidate]:
+    out = []
+    for select, ctes in _selects(tree):
+        scope = None
+        for conj in _conjuncts(select.whereClause):
+            op = [n.sval for n in conj.name] if isinstance(conj, ast.A_Expr) and \
+                conj.kind == A_Expr_Kind.AEXPR_OP else None
+            if not (op and op[0] in _MIRRORED and len(op) == 1 and
+                    (_is_numeric(conj.lexpr) or _is_numeric(conj.rexpr))):
+                continue
+            scope = scope or cat.scope(select, ctes)
+            for side, value, as_is in ((conj.lexpr, conj.rexpr, True), (conj.rexpr, conj.lexpr, False)):
+                hit = scope.resolve(side) if _is_numeric(value) else None
+                if hit is None or hit[2].type not in _INTEGERS:
+                    continue
+                typ = hit[2].type
+                how, bound = _as_integer(op[0] if as_is else _MIRRORED[op[0]], value, typ)
+                new = _op(how, copy.deepcopy(side), bound)
+                out.append(_candidate(
+                    tree, "type_mismatch", select, conj, new,
+                    f"{RawStream()(conj)}: the {typ} column is compared as numeric ({hit[1]}::numeric), which no "
+                    f"index on it serves -> the column compared with the value as a {typ} (" +
+                    ("when it is a whole number in the type's range, else NULL: an integer never equals a fraction"
+                     if op[0] == "=" else "rounded to the whole number that keeps the same rows, within the type's "
+                     "range, else NULL where no value of the type passes") +
+                    f"). Better: bind the parameter as {typ} in the application"))
+                break
+    return out
+
+
 def _candidate(tree, pattern: str, select, old, new, why: str) -> Candidate:
     """The whole statement with `old` (a WHERE conjunct of `select`) replaced by `new`,
     deparsed; the tree itself is left as it was."""
@@ -418,6 +500,6 @@ def candidates(planning: Planning, who: Sender, text: str) -> tuple[list[Candida
         return [], "not a single SELECT"
     cat = _Catalog(planning, who)
     out: list[Candidate] = []
-    for find in (_day_ranges, _correlated, _not_in):
+    for find in (_day_ranges, _correlated, _not_in, _type_mismatch):
         out += find(stmts[0].stmt, cat)
     return out, None

@@ -28,7 +28,7 @@ class _Catalog(rewrites._Catalog):
 def found(sql: str) -> list[rewrites.Candidate]:
     tree = parse_sql(sql)[0].stmt
     out = []
-    for find in (rewrites._day_ranges, rewrites._correlated, rewrites._not_in):
+    for find in (rewrites._day_ranges, rewrites._correlated, rewrites._not_in, rewrites._type_mismatch):
         out += find(tree, _Catalog())
     return out
 
@@ -88,3 +88,49 @@ def test_not_in_becomes_not_exists_only_over_not_null_columns() -> None:
                  " WHERE e.id NOT IN (SELECT id FROM customers)") == []
     assert found("SELECT id FROM events WHERE id NOT IN (SELECT ref FROM events)") == []
     assert found("SELECT id FROM events WHERE id NOT IN (SELECT id FROM customers LIMIT 5)") == []
+
+
+_BIGINT = ("CASE WHEN CAST($1 AS numeric) = pg_catalog.trunc(CAST($1 AS numeric))"
+           " AND CAST($1 AS numeric) >= -9223372036854775808 AND CAST($1 AS numeric) < 9223372036854775808"
+           " THEN CAST(CAST($1 AS numeric) AS bigint) END")
+
+
+@pytest.mark.parametrize("where, rewritten", [
+    ("id = $1::numeric", f"id = {_BIGINT}"),
+    ("$1::numeric = e.id", f"e.id = {_BIGINT}"),
+    ("ref = 7.5::decimal", "ref = CASE WHEN CAST(7.5 AS numeric) = pg_catalog.trunc(CAST(7.5 AS numeric))"
+                           " AND CAST(7.5 AS numeric) >= -2147483648 AND CAST(7.5 AS numeric) < 2147483648"
+                           " THEN CAST(CAST(7.5 AS numeric) AS integer) END"),
+])
+def test_an_integer_column_against_a_numeric_gets_the_value_as_its_type(where: str, rewritten: str) -> None:
+    (c,) = found(f"SELECT count(*) FROM events AS e WHERE {where} AND kind = 'x'")
+    assert c.pattern == "type_mismatch" and c.sql == f"SELECT count(*) FROM events AS e WHERE {rewritten} AND kind = 'x'"
+    assert "in the application" in c.explanation
+
+
+@pytest.mark.parametrize("where, rewritten", [
+    ("id > $1::numeric", "id >= CASE WHEN CAST($1 AS numeric) < 9223372036854775807 THEN"
+                         " CAST(GREATEST(pg_catalog.floor(CAST($1 AS numeric)) + 1, -9223372036854775808) AS bigint) END"),
+    ("$1::numeric > id", "id <= CASE WHEN CAST($1 AS numeric) > -9223372036854775808"
+                         " THEN CAST(LEAST(pg_catalog.ceil(CAST($1 AS numeric)) - 1, 9223372036854775807) AS bigint) END"),
+    ("ref >= $1::numeric", "ref >= CASE WHEN CAST($1 AS numeric) <= 2147483647"
+                           " THEN CAST(GREATEST(pg_catalog.ceil(CAST($1 AS numeric)), -2147483648) AS integer) END"),
+    ("ref <= $1::numeric", "ref <= CASE WHEN CAST($1 AS numeric) >= -2147483648"
+                           " THEN CAST(LEAST(pg_catalog.floor(CAST($1 AS numeric)), 2147483647) AS integer) END"),
+])
+def test_a_range_of_an_integer_column_against_a_numeric_gets_a_whole_bound(where: str, rewritten: str) -> None:
+    (c,) = found(f"SELECT count(*) FROM events WHERE {where}")
+    assert c.pattern == "type_mismatch" and c.sql == f"SELECT count(*) FROM events WHERE {rewritten}"
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT 1 FROM events WHERE id = $1",                           # the column's own type
+    "SELECT 1 FROM events WHERE id = $1::float8",                   # a bigint as float8 loses digits: not equal
+    "SELECT 1 FROM events WHERE id <> $1::numeric",                 # no index serves <> anyway
+    "SELECT 1 FROM events WHERE id = ref::numeric",                 # a column, not a value
+    "SELECT 1 FROM events WHERE id = $1::numeric OR ref = 2",       # not a conjunct of the WHERE
+    "SELECT 1 FROM events WHERE created_at = $1::numeric",          # not an integer column
+    "SELECT 1 FROM events WHERE id = NULL::numeric",
+])
+def test_no_type_mismatch_rewrite_where_it_is_not_the_same(sql: str) -> None:
+    assert found(sql) == []
