@@ -1,6 +1,7 @@
 """The 'rewrites' job: query rewrite advice without an LLM. recommend() queues it
 (optischema.enqueue_rewrite_checks()); here, on the sidecar's own connection, the heaviest
-statements of the analysis window are read, the engine finds the rewrites their parse tree
+statements of the analysis window are read (those that never finished too, by the text an
+execution was sent with), the engine finds the rewrites their parse tree
 and catalog allow (optischema_engine.rewrites), and each one is proven (optischema_engine.proof,
 the same proof a model's rewrite gets) on a new connection, as the statement's sender, READ
 ONLY, rolled back, with statement_timeout: an in-database function cannot bound a statement
@@ -14,7 +15,9 @@ import hashlib
 from typing import Any
 
 import psycopg
-from optischema_engine import rewrites, senders
+from optischema_engine import rewrites, senders, sqltext
+from optischema_engine.analysis import window_workload
+from optischema_engine.model import WorkloadQuery
 from optischema_engine.proof import Statement, prove
 from optischema_engine.safe_select import Rejected
 from pglast.parser import ParseError, fingerprint
@@ -22,15 +25,9 @@ from psycopg.types.json import Jsonb
 
 from optischema_sidecar.proof_session import proof_session
 
-_STATEMENTS_SQL = """
-SELECT x.queryid, q.query, x.calls, x.total_ms, x.rows
-FROM optischema._analysis_window() w
-CROSS JOIN LATERAL optischema._query_window(w.p_from, w.p_to) x
-JOIN optischema.queries q ON q.queryid = x.queryid
-WHERE NOT q.own AND x.total_ms > 0 AND x.calls >= optischema.setting('min_calls')::bigint
-  AND NOT optischema._is_utility(q.query)
-ORDER BY x.total_ms DESC, x.queryid
-LIMIT optischema.setting('rewrite_max_queries')::integer"""
+_LIMITS_SQL = ("SELECT w.p_from, w.p_to, optischema.setting('min_calls')::bigint AS min_calls,"
+               " optischema.setting('rewrite_max_queries')::integer AS max_queries"
+               " FROM optischema._analysis_window() w")
 # Every statement of the window, and every rewrite shown: which rewrite the application runs now.
 _WINDOW_SQL = """
 SELECT x.queryid, q.query
@@ -113,12 +110,23 @@ def adopted(conn: psycopg.Connection) -> dict[str, list[int]]:
     return out
 
 
+def _heaviest(conn: psycopg.Connection) -> list[WorkloadQuery]:
+    """The heaviest statements of the analysis window, as the index advice sees them: those
+    seen running that never finished included, known by the text they were sent with."""
+    with proof_session(conn, "rewrite advice") as db:
+        w = db.query(_LIMITS_SQL)[0]
+        workload, _ = window_workload(db, w["p_from"], w["p_to"])
+    workload = [q for q in workload if q.total_ms > 0 and q.calls >= w["min_calls"]
+                and sqltext.single_statement(q.query) is None]
+    return sorted(workload, key=lambda q: (-q.total_ms, q.queryid))[:w["max_queries"]]
+
+
 def check(conn: psycopg.Connection) -> dict[str, Any]:
     """Find, prove and record; returns every candidate with its verdict (no statement text)."""
     timeout_ms = _timeout_ms(conn)
     checked, advice, lines, skipped = [], [], [], []
-    for queryid, text, calls, total_ms, rows in conn.execute(_STATEMENTS_SQL).fetchall():
-        st = Statement(int(queryid), text, float(rows) / calls if calls else 1.0)
+    for q in _heaviest(conn):
+        st = Statement(int(q.queryid), q.query, 1.0 if q.sampled else float(q.rows) / q.calls)
         try:
             found, why = _found(conn, st)
         except (psycopg.Error, senders.Refused, senders.Failed) as e:
@@ -129,7 +137,7 @@ def check(conn: psycopg.Connection) -> dict[str, Any]:
         checked.append(st.queryid)
         for c in found:
             try:
-                advice.append(_advice(st, int(calls), c, conn, timeout_ms))
+                advice.append(_advice(st, int(q.calls), c, conn, timeout_ms))
                 lines.append({"queryid": st.queryid, "pattern": c.pattern, "accepted": True,
                               "reason": f"proven: cost {advice[-1]['benefit']['cost_before']:g} -> "
                                         f"{advice[-1]['benefit']['cost_after']:g}"})

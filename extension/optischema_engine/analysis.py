@@ -20,8 +20,9 @@ def _json(db: Database, sql: str, params: list[object]) -> Any:
     return json.loads(db.query(sql, params)[0]["j"])
 
 
-def advise_window(db: Database, p_from: int | None, p_to: int) -> dict[str, Any]:
-    """The index advice (AdviceResult.to_dict()) for the window p_from..p_to."""
+def window_workload(db: Database, p_from: int | None, p_to: int) -> tuple[list[WorkloadQuery], list[Skipped]]:
+    """The statements of the window p_from..p_to (the index advice's and the rewrite advice's
+    workload), and those skipped, saying why."""
     window = [p_from, p_to]
     # The caller reads only the texts it may read in pg_stat_statements (row
     # security of optischema.queries); it could not plan the others as their
@@ -43,6 +44,13 @@ def advise_window(db: Database, p_from: int | None, p_to: int) -> dict[str, Any]
     hidden = [Skipped(q, "not planned: " + (senders.resolve_one(db, [q]).reason
                                             or "its text is not readable by this role"))
               for q in [r["queryid"] for r in rows if r["query"] is None] + [u.queryid for u in unreadable]] + cut
+    return workload, hidden
+
+
+def advise_window(db: Database, p_from: int | None, p_to: int) -> dict[str, Any]:
+    """The index advice (AdviceResult.to_dict()) for the window p_from..p_to."""
+    window = [p_from, p_to]
+    workload, hidden = window_workload(db, p_from, p_to)
     act = _json(db, "SELECT optischema._activity($1::bigint, $2::bigint)::text AS j", window)
     activity = Activity(
         window_seconds=float(act["window_seconds"] or 0),

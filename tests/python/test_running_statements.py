@@ -12,9 +12,13 @@ from collections.abc import Iterator
 import engine_helpers  # noqa: F401  (puts the engine on sys.path)
 import psycopg
 import pytest
+from psycopg.pq import DiagnosticField
+
+DIAG_SQLSTATE = DiagnosticField.SQLSTATE
 
 from optischema_engine.model import WorkloadQuery
 from optischema_engine.running import TRUNCATED, Unfinished, merge
+from optischema_sidecar.rewrites import check
 
 LOCK = 4242
 SLOW = (f"SELECT pad FROM cov_run WHERE pg_advisory_lock_shared({LOCK}) IS NOT NULL "
@@ -22,15 +26,25 @@ SLOW = (f"SELECT pad FROM cov_run WHERE pg_advisory_lock_shared({LOCK}) IS NOT N
 
 
 class Blocked:
-    """A statement sent by `role` that waits on the advisory lock `conn` holds, until cancelled."""
+    """A statement sent by `role` that waits on a lock another session holds (the advisory
+    lock `conn` holds, or a table's), until cancelled. `prepared`: parsed first, as a driver
+    does, and executed only here, so that it waits on a table's lock after parse analysis
+    (which gives its query_id), never run to its end."""
 
-    def __init__(self, conn: psycopg.Connection, role: str, sql: str):
-        self.conn, self.sql, self.error = conn, sql, None
+    def __init__(self, conn: psycopg.Connection, role: str, sql: str, prepared: bool = False):
+        self.conn, self.sql, self.error, self.prepared = conn, sql, None, prepared
         self.app = psycopg.connect(conn.info.dsn, user=role, autocommit=True)
+        if prepared:
+            self.app.pgconn.prepare(b"blocked", sql.encode())
         self.pid = self.app.info.backend_pid
         self.thread = threading.Thread(target=self._run)
 
     def _run(self) -> None:
+        if self.prepared:
+            res = self.app.pgconn.exec_prepared(b"blocked", [])
+            if res.error_message:
+                self.error = psycopg.errors.lookup(res.error_field(DIAG_SQLSTATE).decode())(res.error_message.decode())
+            return
         try:
             self.app.execute(self.sql).fetchall()
         except psycopg.Error as e:
@@ -39,7 +53,7 @@ class Blocked:
     def __enter__(self) -> "Blocked":
         self.thread.start()
         for _ in range(600):         # until it waits on the lock (a wait for an event, not a delay)
-            if self.conn.execute("SELECT wait_event_type = 'Lock' AND wait_event = 'advisory' FROM pg_stat_activity "
+            if self.conn.execute("SELECT wait_event_type = 'Lock' FROM pg_stat_activity "
                                  "WHERE pid = %s", (self.pid,)).fetchone()[0]:
                 return self
             self.thread.join(0.05)
@@ -108,6 +122,36 @@ def test_a_statement_that_never_finishes_is_shown_and_advised(running_db) -> Non
     # one execution's constants are no partial-index predicate, and no constant is recorded
     assert " WHERE " not in ddl and "777" not in ddl and "secret-constant" not in ddl
     assert "secret-constant" not in str(stats) + str(skipped)
+
+
+def test_a_statement_that_never_finishes_gets_rewrite_advice(running_db) -> None:
+    """The rewrite advice reads the statements seen running too: the slowest may never
+    finish. Its sampled text (constants and all) is rewritten and proven like any other."""
+    conn, role = running_db
+    conn.execute("CREATE INDEX ON cov_run (id)")
+    slow = "SELECT pad FROM cov_run WHERE id = 777::numeric"
+    with psycopg.connect(conn.info.dsn) as locker:
+        blocked = Blocked(conn, role, slow, prepared=True)
+        # sample_running() waits for no lock of the table's (snapshot() would: sizes)
+        locker.execute("LOCK TABLE cov_run IN ACCESS EXCLUSIVE MODE")
+        with blocked as b:
+            conn.execute("SELECT optischema.sample_running()")
+            qid, = conn.execute("SELECT queryid FROM optischema.running_statements WHERE pid = %s",
+                                (b.pid,)).fetchone()
+            b.cancel()
+        locker.rollback()
+    conn.execute("SELECT optischema.snapshot()")
+    assert conn.execute("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE queryid = %s",
+                        (qid,)).fetchone()[0] == 0, "it never finished"
+
+    result = check(conn)
+    assert [(c["pattern"], c["accepted"]) for c in result["candidates"] if c["queryid"] == qid] == \
+        [("type_mismatch", True)], result
+    sql, evidence = conn.execute("SELECT ddl, evidence FROM optischema.recommendations WHERE kind = 'rewrite'"
+                                 " AND %s = ANY (queryids)", (qid,)).fetchone()
+    assert sql.startswith("SELECT pad FROM cov_run WHERE id = CASE WHEN CAST(777 AS numeric)")
+    assert evidence["run_as"] == role and evidence["cost_after"] < evidence["cost_before"]
+    assert len(evidence["runs"]) == 1 and evidence["runs"][0]["same"] and evidence["runs"][0]["rows"]["original"] == 1
 
 
 def test_samples_between_snapshots_catch_what_snapshots_miss(running_db) -> None:
