@@ -71,14 +71,18 @@ $$;
 
 -- The advisor's open advice of the kinds p_kinds that a refresh no longer gives
 -- (no element of p_advice has its key) is superseded: its reason is gone.
--- For _record_advice() and _record_maintenance(), which run as the owner.
-CREATE OR REPLACE FUNCTION optischema._supersede_gone(p_kinds text[], p_advice jsonb) RETURNS void
+-- p_queryids: only the advice for these statements (the ones looked at).
+-- For _record_advice(), _record_maintenance() and _record_rewrites(), which
+-- run as the owner.
+CREATE OR REPLACE FUNCTION optischema._supersede_gone(p_kinds text[], p_advice jsonb,
+                                                      p_queryids bigint[] DEFAULT NULL) RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
     UPDATE optischema._recommendations r
     SET status = 'superseded', status_changed_at = now(), updated_at = now()
     WHERE r.source = 'advisor' AND r.status = 'open' AND r.kind = ANY (p_kinds)
+      AND (p_queryids IS NULL OR r.queryids && p_queryids)
       AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(p_advice) e WHERE e ->> 'key' = r.key)
 $$;
 

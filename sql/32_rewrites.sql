@@ -77,11 +77,7 @@ BEGIN
         RETURNING r.id)
     SELECT coalesce(array_agg(w.id ORDER BY w.id), '{}') INTO v_ids FROM w;
 
-    UPDATE optischema._recommendations r
-    SET status = 'superseded', status_changed_at = now(), updated_at = now()
-    WHERE r.source = 'advisor' AND r.kind = 'rewrite' AND r.status = 'open'
-      AND r.queryids && coalesce(p_checked, '{}')
-      AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(p_advice) e WHERE e ->> 'key' = r.key);
+    PERFORM optischema._supersede_gone(ARRAY['rewrite'], p_advice, coalesce(p_checked, '{}'));
 
     UPDATE optischema._recommendations r
     SET evidence = r.evidence || jsonb_build_object('adopted_by', a.value), updated_at = now()
