@@ -39,7 +39,9 @@ _REWRITES_SQL = "SELECT key, ddl, queryids FROM optischema._recommendations WHER
 _PATTERNS = {"cast_over_column": "a range instead of a function of the column",
              "correlated_subquery": "the correlated subquery as a grouped join",
              "not_in": "NOT IN as NOT EXISTS",
-             "type_mismatch": "the value as the column's integer type"}
+             "type_mismatch": "the value as the column's integer type",
+             "no_op_over_column": "the column itself instead of a no-op on it",
+             "coalesce_over_column": "the column itself or NULL instead of coalesce()"}
 
 
 def _timeout_ms(conn: psycopg.Connection) -> int:

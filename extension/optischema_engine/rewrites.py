@@ -9,6 +9,13 @@ shown the rewrite cheaper and returning the same rows.
   column itself, which an index on it serves. `col >= $1::date AND col < $1::date + 1` and
   `col::date` both read the date in the session's time zone, whatever it is, and a day is
   a calendar day (23 or 25 hours across a daylight saving change), never 24 hours;
+- extract(year from col) or date_part('year', col) = v, an index leading with col: the
+  condition kept, within a range that holds every row it is true of (Jan 1 of year v to Dec
+  31, the whole range where v is no whole year of the type: no cast error);
+- a no-op over a column an index leads with (`col + 0`, `col * 1`, `col || ''`), where it
+  leaves the column's value and type: the column itself;
+- coalesce(col, x) compared with v, an index leading with col: `col = v OR (col IS NULL AND
+  the original)`, a BitmapOr of two index scans;
 - a correlated scalar subquery of an aggregate that is NULL over no rows (avg, sum, min,
   max), run once per outer row (TPC-H Q17, Q20): a LEFT JOIN with the subquery grouped by
   its correlation columns, run once;
@@ -28,10 +35,11 @@ shown the rewrite cheaper and returning the same rows.
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 
 from pglast import ast, parse_sql
-from pglast.enums import A_Expr_Kind, BoolExprType, JoinType, MinMaxOp, SubLinkType
+from pglast.enums import A_Expr_Kind, BoolExprType, JoinType, MinMaxOp, NullTestType, SubLinkType
 from pglast.parser import ParseError
 from pglast.stream import RawStream
 
@@ -52,14 +60,20 @@ _RANGES = {">": (">=", ("<", "max"), "floor", 1, (MinMaxOp.IS_GREATEST, "min")),
            "<": ("<=", (">", "min"), "ceil", -1, (MinMaxOp.IS_LEAST, "max")),
            "<=": ("<=", (">=", "min"), "floor", 0, (MinMaxOp.IS_LEAST, "max"))}
 _COLUMNS_SQL = ("SELECT a.attname::pg_catalog.text AS name, pg_catalog.format_type(a.atttypid, NULL) AS type, "
-                "a.attnotnull AS notnull FROM pg_catalog.pg_attribute a "
+                "a.attnotnull AS notnull, EXISTS (SELECT 1 FROM pg_catalog.pg_index i "
+                "JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid "
+                "JOIN pg_catalog.pg_am m ON m.oid OPERATOR(pg_catalog.=) c.relam "
+                "WHERE i.indrelid OPERATOR(pg_catalog.=) a.attrelid AND i.indkey[0] OPERATOR(pg_catalog.=) a.attnum "
+                "AND i.indisvalid AND m.amname OPERATOR(pg_catalog.=) 'btree') AS indexed "
+                "FROM pg_catalog.pg_attribute a "
                 "WHERE a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass({name}) "
                 "AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped")
 
 
 @dataclass(frozen=True)
 class Candidate:
-    pattern: str            # cast_over_column | correlated_subquery | not_in | type_mismatch
+    pattern: str            # cast_over_column | correlated_subquery | not_in | type_mismatch |
+                            # no_op_over_column | coalesce_over_column
     sql: str                # the whole statement, rewritten
     explanation: str
 
@@ -68,6 +82,7 @@ class Candidate:
 class Column:
     type: str
     notnull: bool
+    indexed: bool = False       # the first key of a valid btree index
 
 
 @dataclass
@@ -113,7 +128,7 @@ class _Catalog:
         name = ".".join(_quote(p) for p in (rv.schemaname, rv.relname) if p)
         if name not in self._cache:
             rows = self.planning.query(self.who, _COLUMNS_SQL.format(name=quote_literal(name)))
-            self._cache[name] = {r["name"]: Column(r["type"], bool(r["notnull"])) for r in rows}
+            self._cache[name] = {r["name"]: Column(r["type"], bool(r["notnull"]), bool(r["indexed"])) for r in rows}
         return self._cache[name]
 
     def scope(self, select: ast.SelectStmt, ctes: set[str]) -> _Scope:
@@ -148,6 +163,19 @@ def _col(*names: str) -> ast.ColumnRef:
 
 def _op(name: str, left, right) -> ast.A_Expr:
     return ast.A_Expr(kind=A_Expr_Kind.AEXPR_OP, name=(ast.String(sval=name),), lexpr=left, rexpr=right)
+
+
+def _number(n: int) -> ast.A_Const:
+    # the parse tree's Integer is 32 bits: a larger constant is a numeric one (Float), as parsed
+    return ast.A_Const(val=ast.Integer(ival=n) if -2 ** 31 <= n < 2 ** 31 else ast.Float(fval=str(n)))
+
+
+def _call(name: str, *args) -> ast.FuncCall:
+    return ast.FuncCall(funcname=(ast.String(sval="pg_catalog"), ast.String(sval=name)), args=args)
+
+
+def _cast(arg, *names: str) -> ast.TypeCast:
+    return ast.TypeCast(arg=arg, typeName=ast.TypeName(names=tuple(ast.String(sval=n) for n in names)))
 
 
 def _and(args: list) -> ast.Node | None:
@@ -224,37 +252,173 @@ def _is_date_cast(node) -> bool:
         and not node.typeName.arrayBounds
 
 
-def _day_ranges(tree, cat: _Catalog) -> list[Candidate]:
+def _comparisons(tree, cat: _Catalog, pattern: str, rewrite) -> list[Candidate]:
+    """Candidates of `pattern`: each WHERE conjunct that compares (=, <, <=, >, >=) a side
+    with a value (neither a column nor a subquery in it) for which rewrite(conjunct, op,
+    side, value, scope) gives (what replaces the conjunct, why it is the same)."""
     out = []
     for select, ctes in _selects(tree):
         scope = None
         for conj in _conjuncts(select.whereClause):
-            if not _is_eq(conj):
+            if not (isinstance(conj, ast.A_Expr) and conj.kind == A_Expr_Kind.AEXPR_OP and len(conj.name) == 1
+                    and conj.name[0].sval in _MIRRORED):
                 continue
             scope = scope or cat.scope(select, ctes)
             for side, value in ((conj.lexpr, conj.rexpr), (conj.rexpr, conj.lexpr)):
-                found = _day_of(side, scope)
-                if found is None or _has(value, (ast.ColumnRef, ast.SubLink)):
-                    continue
-                col, how, typ = found
-                v = lambda: copy.deepcopy(value)   # noqa: E731
-                c = lambda: copy.deepcopy(col)     # noqa: E731
-                if how == "cast":
-                    day = v if _is_date_cast(value) else \
-                        lambda: ast.TypeCast(arg=v(), typeName=ast.TypeName(names=(ast.String(sval="date"),)))  # noqa: E731
-                    new = _and([_op(">=", c(), day()), _op("<", c(), _op("+", day(), ast.A_Const(val=ast.Integer(ival=1))))])
-                    what = f"{RawStream()(side)} = v -> a range of the column: v::date <= column < v::date + 1"
-                else:
-                    iv = ast.TypeCast(arg=ast.A_Const(val=ast.String(sval="1 day")),
-                                      typeName=ast.TypeName(names=(ast.String(sval="interval"),)))
-                    trunc = ast.FuncCall(funcname=(ast.String(sval="pg_catalog"), ast.String(sval="date_trunc")),
-                                         args=(ast.A_Const(val=ast.String(sval="day")), v()))
-                    new = _and([_op(">=", c(), v()), _op("<", c(), _op("+", v(), iv)), _op("=", v(), trunc)])
-                    what = f"{RawStream()(side)} = v -> a range of the column: v <= column < v + interval '1 day'"
-                out.append((select, conj, new, f"{what} ({typ}; the same day boundaries in every time zone: "
-                                                f"both sides read it in the session's), which an index on the column serves"))
-                break
-    return [_candidate(tree, "cast_over_column", s, old, new, why) for s, old, new, why in out]
+                found = None if _has(value, (ast.ColumnRef, ast.SubLink)) else \
+                    rewrite(conj, conj.name[0].sval, side, value, scope)
+                if found is not None:
+                    out.append((select, conj, *found))
+                    break
+    return [_candidate(tree, pattern, s, old, new, why) for s, old, new, why in out]
+
+
+def _function_ranges(tree, cat: _Catalog) -> list[Candidate]:
+    return _comparisons(tree, cat, "cast_over_column", _function_range)
+
+
+def _function_range(conj, op: str, side, value, scope: _Scope) -> tuple[ast.Node, str] | None:
+    return None if op != "=" else _day_range(side, value, scope) or _year_range(conj, side, value, scope)
+
+
+def _day_range(side, value, scope: _Scope) -> tuple[ast.Node, str] | None:
+    found = _day_of(side, scope)
+    if found is None:
+        return None
+    col, how, typ = found
+    v = lambda: copy.deepcopy(value)   # noqa: E731
+    c = lambda: copy.deepcopy(col)     # noqa: E731
+    if how == "cast":
+        day = v if _is_date_cast(value) else lambda: _cast(v(), "date")  # noqa: E731
+        new = _and([_op(">=", c(), day()), _op("<", c(), _op("+", day(), ast.A_Const(val=ast.Integer(ival=1))))])
+        what = f"{RawStream()(side)} = v -> a range of the column: v::date <= column < v::date + 1"
+    else:
+        iv = _cast(ast.A_Const(val=ast.String(sval="1 day")), "interval")
+        trunc = _call("date_trunc", ast.A_Const(val=ast.String(sval="day")), v())
+        new = _and([_op(">=", c(), v()), _op("<", c(), _op("+", v(), iv)), _op("=", v(), trunc)])
+        what = f"{RawStream()(side)} = v -> a range of the column: v <= column < v + interval '1 day'"
+    return new, (f"{what} ({typ}; the same day boundaries in every time zone: both sides read it in the "
+                 f"session's), which an index on the column serves")
+
+
+def _year_of(node, scope: _Scope) -> tuple[ast.Node, str] | None:
+    """(column, its type) when `node` is extract(year from col) or date_part('year', col) of
+    a date or timestamp column an index leads with."""
+    if not (isinstance(node, ast.FuncCall) and len(node.args or ()) == 2 and not node.agg_star and node.over is None
+            and [n.sval for n in node.funcname] in (["pg_catalog", "extract"], ["date_part"],
+                                                    ["pg_catalog", "date_part"])
+            and isinstance(node.args[0], ast.A_Const) and isinstance(node.args[0].val, ast.String)
+            and node.args[0].val.sval.lower() == "year"):
+        return None
+    hit = scope.resolve(node.args[1])
+    if hit is None or not hit[2].indexed or hit[2].type not in ("date",) + _TIMESTAMPS:
+        return None
+    return node.args[1], hit[2].type
+
+
+def _year_range(conj, side, value, scope: _Scope) -> tuple[ast.Node, str] | None:
+    """The original condition and, before it is evaluated, a range that holds every row it
+    can be true of: from make_date(v, 1, 1) to make_date(v, 12, 31) (+ 1 day for a
+    timestamp) where v is a whole year those calls and casts take (not 0: there is no year
+    0), else the whole range (-infinity to infinity: a fraction, NaN, NULL, +-Infinity or a
+    year at the end of the type's range, which the original then decides alone)."""
+    found = _year_of(side, scope)
+    if found is None:
+        return None
+    col, typ = found
+    n = lambda: _cast(copy.deepcopy(value), "pg_catalog", "numeric")   # noqa: E731
+    # the last year whose bound converts to the column's type (the next Jan 1 for a timestamp)
+    last = 5874897 if typ == "date" else 294275
+
+    def bound(month: int, day: int, otherwise: str):
+        date = _call("make_date", _cast(n(), "pg_catalog", "int4"), _number(month), _number(day))
+        if typ != "date" and month == 12:
+            date = _op("+", date, _number(1))
+        whole = _and([_op("=", n(), _call("trunc", n())), _op(">=", n(), _number(-4713)),
+                      _op("<=", n(), _number(last)), _op("<>", n(), _number(0))])
+        return ast.CaseExpr(args=(ast.CaseWhen(expr=whole, result=date),),
+                            defresult=_cast(ast.A_Const(val=ast.String(sval=otherwise)), "pg_catalog", "date"))
+    # the original first: its value's type is the parameter's (numeric for extract, float8 for date_part)
+    new = _and([copy.deepcopy(conj), _op(">=", copy.deepcopy(col), bound(1, 1, "-infinity")),
+                _op("<=", copy.deepcopy(col), bound(12, 31, "infinity"))])
+    end = "make_date(v, 12, 31)" + (" + 1" if typ != "date" else "")
+    return new, (f"{RawStream()(side)} = v -> the same condition within a range of the column that holds every row "
+                 f"it is true of: make_date(v, 1, 1) <= column <= {end} where v is a whole year (not 0), else the "
+                 f"whole range, so no cast error and no row for a fraction ({typ}; both sides read the year in the "
+                 f"session's time zone), which an index on the column serves")
+
+
+# -- a no-op or coalesce() over a column an index leads with ---------------------------------
+_SAME_TYPE = ("integer", "bigint", "numeric", "double precision")
+# operator -> (its identity, the column types for which the result is of the column's type
+# and compares as the column's value does, whether the identity may come first). Not smallint
+# (smallint + 0 is an integer: a parameter compared with it changes type), not real (real + 0
+# is a double precision), not varchar or char (|| gives text; char's trailing spaces go).
+# A double precision's -0 + 0 is 0, which compares equal to -0; NaN and Infinity stay as they are.
+_NO_OPS = {"+": (0, _SAME_TYPE + ("date",), True), "-": (0, _SAME_TYPE + ("date",), False),
+           "*": (1, _SAME_TYPE, True), "||": ("", ("text",), True)}
+# coalesce(col, x) is of col's type for these with x an untyped literal or a parameter used
+# nowhere else; with an integer literal for the numbers but smallint, a numeric one for two
+_COALESCED = {ast.String: ("smallint", "text", "character varying", "date", "uuid", "boolean") + _SAME_TYPE
+              + _TIMESTAMPS,
+              ast.Integer: _SAME_TYPE, ast.Float: ("numeric", "double precision")}
+
+
+def _no_ops(tree, cat: _Catalog) -> list[Candidate]:
+    return _comparisons(tree, cat, "no_op_over_column", _no_op)
+
+
+def _no_op(conj, op: str, side, value, scope: _Scope) -> tuple[ast.Node, str] | None:
+    if not (isinstance(side, ast.A_Expr) and side.kind == A_Expr_Kind.AEXPR_OP and len(side.name) == 1
+            and side.name[0].sval in _NO_OPS):
+        return None
+    unit, types, either = _NO_OPS[side.name[0].sval]
+    for col, other in ((side.lexpr, side.rexpr), (side.rexpr, side.lexpr))[:2 if either else 1]:
+        hit = scope.resolve(col)
+        if hit is None or not hit[2].indexed or hit[2].type not in types or not isinstance(other, ast.A_Const) \
+                or other.isnull or type(other.val) is not (ast.String if unit == "" else ast.Integer) \
+                or getattr(other.val, "sval" if unit == "" else "ival") != unit:
+            continue
+        return _compared(conj, side, copy.deepcopy(col)), (
+            f"{RawStream()(side)} {op} v -> {hit[1]} {op} v: for every value of the column ({hit[2].type}) it is "
+            f"the column's own value, of its type, but hides the column from its index, which then serves it")
+    return None
+
+
+def _coalesces(tree, cat: _Catalog) -> list[Candidate]:
+    return _comparisons(tree, cat, "coalesce_over_column", functools.partial(_coalesce, tree))
+
+
+def _coalesce(tree, conj, op: str, side, value, scope: _Scope) -> tuple[ast.Node, str] | None:
+    """`col op v OR (col IS NULL AND the original)` for coalesce(col, x) op v, x a constant
+    or parameter that leaves coalesce() of the column's type; v is evaluated twice, so it
+    calls no function."""
+    if not (isinstance(side, ast.CoalesceExpr) and len(side.args) == 2) or _has(value, ast.FuncCall):
+        return None
+    col, x = side.args
+    hit = scope.resolve(col)
+    if hit is None or not hit[2].indexed:
+        return None
+    if isinstance(x, ast.ParamRef):
+        ok = hit[2].type in _COALESCED[ast.String] and \
+            sum(isinstance(p, ast.ParamRef) and p.number == x.number for p in _nodes(tree)) == 1
+    else:
+        ok = isinstance(x, ast.A_Const) and not x.isnull and hit[2].type in _COALESCED.get(type(x.val), ())
+    if not ok:
+        return None
+    null = ast.NullTest(arg=copy.deepcopy(col), nulltesttype=NullTestType.IS_NULL)
+    new = ast.BoolExpr(boolop=BoolExprType.OR_EXPR, args=(
+        _compared(conj, side, copy.deepcopy(col)), _and([null, copy.deepcopy(conj)])))
+    return new, (f"{RawStream()(side)} {op} v -> {hit[1]} {op} v OR ({hit[1]} IS NULL AND the original): where "
+                 f"the column is not NULL, coalesce() is its value, of its type ({hit[2].type}); where it is NULL "
+                 f"the original decides. An index on the column serves both (a BitmapOr)")
+
+
+def _compared(conj: ast.A_Expr, side, new) -> ast.A_Expr:
+    """Comparison `conj` with operand `side` replaced by `new`."""
+    return ast.A_Expr(kind=conj.kind, name=conj.name,
+                      lexpr=new if conj.lexpr is side else copy.deepcopy(conj.lexpr),
+                      rexpr=new if conj.rexpr is side else copy.deepcopy(conj.rexpr))
 
 
 # -- a correlated scalar subquery ------------------------------------------------------
@@ -427,52 +591,35 @@ def _as_integer(op: str, value, typ: str) -> tuple[str, ast.CaseExpr]:
     as typ END (the cast evaluated only where it cannot fail)."""
     name, low, high = _INTEGERS[typ]
     v = lambda: copy.deepcopy(value)   # noqa: E731
-    # the parse tree's Integer is 32 bits: a larger constant is a numeric one (Float), as parsed
-    num = lambda n: ast.A_Const(  # noqa: E731
-        val=ast.Integer(ival=n) if -2 ** 31 <= n < 2 ** 31 else ast.Float(fval=str(n)))
-    fn = lambda f, *args: ast.FuncCall(funcname=(ast.String(sval="pg_catalog"), ast.String(sval=f)),  # noqa: E731
-                                       args=args)
     if op == "=":
         new, bound = "=", v()
-        when = _and([_op("=", v(), fn("trunc", v())), _op(">=", v(), num(low)), _op("<", v(), num(high))])
+        when = _and([_op("=", v(), _call("trunc", v())), _op(">=", v(), _number(low)), _op("<", v(), _number(high))])
     else:
         limit = {"min": low, "max": high - 1}
         new, (guard, edge), f, add, (clamp, end) = _RANGES[op]
-        bound = fn(f, v()) if not add else _op("+" if add > 0 else "-", fn(f, v()), num(abs(add)))
-        bound = ast.MinMaxExpr(op=clamp, args=(bound, num(limit[end])))
-        when = _op(guard, v(), num(limit[edge]))
-    cast = ast.TypeCast(arg=bound, typeName=ast.TypeName(names=(ast.String(sval="pg_catalog"), ast.String(sval=name))))
-    return new, ast.CaseExpr(args=(ast.CaseWhen(expr=when, result=cast),))
+        bound = _call(f, v()) if not add else _op("+" if add > 0 else "-", _call(f, v()), _number(abs(add)))
+        bound = ast.MinMaxExpr(op=clamp, args=(bound, _number(limit[end])))
+        when = _op(guard, v(), _number(limit[edge]))
+    return new, ast.CaseExpr(args=(ast.CaseWhen(expr=when, result=_cast(bound, "pg_catalog", name)),))
 
 
 def _type_mismatch(tree, cat: _Catalog) -> list[Candidate]:
-    out = []
-    for select, ctes in _selects(tree):
-        scope = None
-        for conj in _conjuncts(select.whereClause):
-            op = [n.sval for n in conj.name] if isinstance(conj, ast.A_Expr) and \
-                conj.kind == A_Expr_Kind.AEXPR_OP else None
-            if not (op and op[0] in _MIRRORED and len(op) == 1 and
-                    (_is_numeric(conj.lexpr) or _is_numeric(conj.rexpr))):
-                continue
-            scope = scope or cat.scope(select, ctes)
-            for side, value, as_is in ((conj.lexpr, conj.rexpr, True), (conj.rexpr, conj.lexpr, False)):
-                hit = scope.resolve(side) if _is_numeric(value) else None
-                if hit is None or hit[2].type not in _INTEGERS:
-                    continue
-                typ = hit[2].type
-                how, bound = _as_integer(op[0] if as_is else _MIRRORED[op[0]], value, typ)
-                new = _op(how, copy.deepcopy(side), bound)
-                out.append(_candidate(
-                    tree, "type_mismatch", select, conj, new,
-                    f"{RawStream()(conj)}: the {typ} column is compared as numeric ({hit[1]}::numeric), which no "
-                    f"index on it serves -> the column compared with the value as a {typ} (" +
-                    ("when it is a whole number in the type's range, else NULL: an integer never equals a fraction"
-                     if op[0] == "=" else "rounded to the whole number that keeps the same rows, within the type's "
-                     "range, else NULL where no value of the type passes") +
-                    f"). Better: bind the parameter as {typ} in the application"))
-                break
-    return out
+    return _comparisons(tree, cat, "type_mismatch", _as_its_type)
+
+
+def _as_its_type(conj, op: str, side, value, scope: _Scope) -> tuple[ast.Node, str] | None:
+    hit = scope.resolve(side) if _is_numeric(value) else None
+    if hit is None or hit[2].type not in _INTEGERS:
+        return None
+    typ = hit[2].type
+    how, bound = _as_integer(op if side is conj.lexpr else _MIRRORED[op], value, typ)
+    return _op(how, copy.deepcopy(side), bound), (
+        f"{RawStream()(conj)}: the {typ} column is compared as numeric ({hit[1]}::numeric), which no "
+        f"index on it serves -> the column compared with the value as a {typ} (" +
+        ("when it is a whole number in the type's range, else NULL: an integer never equals a fraction"
+         if op == "=" else "rounded to the whole number that keeps the same rows, within the type's "
+         "range, else NULL where no value of the type passes") +
+        f"). Better: bind the parameter as {typ} in the application")
 
 
 def _candidate(tree, pattern: str, select, old, new, why: str) -> Candidate:
@@ -500,6 +647,7 @@ def candidates(planning: Planning, who: Sender, text: str) -> tuple[list[Candida
         return [], "not a single SELECT"
     cat = _Catalog(planning, who)
     out: list[Candidate] = []
-    for find in (_day_ranges, _correlated, _not_in, _type_mismatch):
-        out += find(stmts[0].stmt, cat)
+    tree = stmts[0].stmt
+    for find in (_function_ranges, _correlated, _not_in, _type_mismatch, _no_ops, _coalesces):
+        out += find(tree, cat)
     return out, None

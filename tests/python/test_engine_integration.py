@@ -99,6 +99,16 @@ def test_expression_index(engine_conn):
     assert "(lower(email))" in rec.ddl
 
 
+def test_expression_index_beside_an_index_on_the_column(engine_conn):
+    """lower(email) = v has no equal rewrite on the column (rewrite advice proposes none): an
+    index on email does not serve it, the expression index is the advice."""
+    setup(engine_conn, ORDERS + "CREATE INDEX orders_email_idx ON orders (email);")
+    r = run(engine_conn, [("SELECT id FROM orders WHERE lower(email) = $1", 1000, 5000.0, 1000)])
+    (rec,) = creates(r)
+    assert "(lower(email))" in rec.ddl
+    assert rec.benefit["queries"][0]["cost_after"] < rec.benefit["queries"][0]["cost_before"]
+
+
 def test_like_prefix_uses_pattern_ops_under_non_c_collation(engine_conn):
     setup(engine_conn, ORDERS)
     collate = engine_conn.execute("SELECT datcollate FROM pg_database WHERE datname = current_database()").fetchone()[0]

@@ -14,6 +14,12 @@ COLUMNS = {
     "events": {"id": ("bigint", True), "created_at": ("timestamp with time zone", True),
                "day": ("date", True), "ref": ("integer", False)},
     "customers": {"id": ("integer", True), "region": ("text", True)},
+    # (type, NOT NULL, the first key of a btree index)
+    "items": {"i": ("integer", True, True), "b": ("bigint", False, True), "n": ("numeric", False, True),
+              "f": ("double precision", False, True), "r": ("real", False, True), "s": ("smallint", False, True),
+              "x": ("text", False, True), "v": ("character varying", False, True), "d": ("date", False, True),
+              "ts": ("timestamp with time zone", False, True), "u": ("integer", False, False),
+              "ud": ("date", False, False)},
 }
 
 
@@ -28,7 +34,8 @@ class _Catalog(rewrites._Catalog):
 def found(sql: str) -> list[rewrites.Candidate]:
     tree = parse_sql(sql)[0].stmt
     out = []
-    for find in (rewrites._day_ranges, rewrites._correlated, rewrites._not_in, rewrites._type_mismatch):
+    for find in (rewrites._function_ranges, rewrites._correlated, rewrites._not_in, rewrites._type_mismatch,
+                 rewrites._no_ops, rewrites._coalesces):
         out += find(tree, _Catalog())
     return out
 
@@ -134,3 +141,76 @@ def test_a_range_of_an_integer_column_against_a_numeric_gets_a_whole_bound(where
 ])
 def test_no_type_mismatch_rewrite_where_it_is_not_the_same(sql: str) -> None:
     assert found(sql) == []
+
+
+@pytest.mark.parametrize("where, rewritten", [
+    ("i + 0 = $1", "i = $1"), ("0 + i = $1", "i = $1"), ("$1 < b * 1", "$1 < b"), ("n - 0 >= 5", "n >= 5"),
+    ("f + 0 = $1", "f = $1"), ("x || '' = $1", "x = $1"), ("'' || x > $1", "x > $1"), ("d - 0 = $1", "d = $1"),
+])
+def test_a_no_op_over_an_indexed_column_is_taken_away(where: str, rewritten: str) -> None:
+    (c,) = found(f"SELECT 1 FROM items WHERE {where} AND u > 0")
+    assert c.pattern == "no_op_over_column" and c.sql == f"SELECT 1 FROM items WHERE {rewritten} AND u > 0"
+
+
+@pytest.mark.parametrize("where", [
+    "s + 0 = $1",           # smallint + 0 is an integer: $1 would change type
+    "r + 0 = $1",           # real + 0 is a double precision
+    "v || '' = $1",         # varchar || '' is text
+    "0 - i = $1", "i + 1 = $1", "i * 0 = $1", "i + '0' = $1", "i + 0.0 = $1",
+    "u + 0 = $1",           # no index leads with u: nothing to gain
+    "i + 0 = u",            # compared with a column
+    "i + 0 <> $1",          # no index serves <>
+])
+def test_no_no_op_rewrite_where_the_type_or_the_value_would_change(where: str) -> None:
+    assert found(f"SELECT 1 FROM items WHERE {where}") == []
+
+
+@pytest.mark.parametrize("where, rewritten", [
+    ("coalesce(b, 0) = $1", "b = $1 OR (b IS NULL AND COALESCE(b, 0) = $1)"),
+    ("$1 < coalesce(n, 1.5)", "$1 < n OR (n IS NULL AND $1 < COALESCE(n, 1.5))"),
+    ("coalesce(s, $2) = $1", "s = $1 OR (s IS NULL AND COALESCE(s, $2) = $1)"),
+    ("coalesce(x, 'none') = 'none'", "x = 'none' OR (x IS NULL AND COALESCE(x, 'none') = 'none')"),
+])
+def test_coalesce_of_an_indexed_column_becomes_an_or_of_the_column(where: str, rewritten: str) -> None:
+    (c,) = found(f"SELECT 1 FROM items WHERE {where} AND i > 0")
+    assert c.pattern == "coalesce_over_column" and c.sql == f"SELECT 1 FROM items WHERE ({rewritten}) AND i > 0"
+
+
+@pytest.mark.parametrize("where", [
+    "coalesce(s, 0) = $1",              # smallint and an integer: coalesce() is an integer
+    "coalesce(i, 1.5) = $1",            # an integer and a numeric: a numeric
+    "coalesce(b, $2) = $1 AND i = $2",  # $2 typed elsewhere: coalesce() may not be of b's type
+    "coalesce(b, NULL) = $1", "coalesce(b, i) = $1", "coalesce(b, 0, 1) = $1",
+    "coalesce(i, 0) = random()::int",   # evaluated twice in the rewrite
+    "coalesce(u, 0) = $1",              # no index leads with u
+])
+def test_no_coalesce_rewrite_where_its_type_could_differ_or_no_index_serves_it(where: str) -> None:
+    assert found(f"SELECT 1 FROM items WHERE {where}") == []
+
+
+def _year(col: str, last: int, end: str) -> str:
+    n = "CAST($1 AS numeric)"
+    whole = f"{n} = pg_catalog.trunc({n}) AND {n} >= -4713 AND {n} <= {last} AND {n} <> 0"
+    return (f"{col} >= CASE WHEN {whole} THEN pg_catalog.make_date(CAST({n} AS integer), 1, 1)"
+            f" ELSE CAST('-infinity' AS pg_catalog.date) END AND {col} <= CASE WHEN {whole}"
+            f" THEN pg_catalog.make_date(CAST({n} AS integer), 12, 31){end} ELSE CAST('infinity' AS pg_catalog.date) END")
+
+
+@pytest.mark.parametrize("where, rewritten", [
+    ("extract(year from ts) = $1", f"EXTRACT(YEAR FROM ts) = $1 AND {_year('ts', 294275, ' + 1')}"),
+    ("$1 = date_part('YEAR', d)", f"$1 = date_part('YEAR', d) AND {_year('d', 5874897, '')}"),
+])
+def test_a_year_of_an_indexed_column_gets_a_range_besides_it(where: str, rewritten: str) -> None:
+    (c,) = found(f"SELECT 1 FROM items WHERE {where}")
+    assert c.pattern == "cast_over_column" and c.sql == f"SELECT 1 FROM items WHERE {rewritten}"
+
+
+@pytest.mark.parametrize("where", [
+    "extract(month from ts) = $1",      # a month is no one range
+    "extract(year from ts) > $1",
+    "extract(year from ud) = $1",       # no index leads with ud
+    "date_part('years', d) = $1",
+    "extract(year from ts) = i",
+])
+def test_no_year_range_for_another_field_or_without_an_index(where: str) -> None:
+    assert found(f"SELECT 1 FROM items WHERE {where}") == []

@@ -7,7 +7,9 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from optischema_engine import senders
 from optischema_engine.proof import Statement, prove
+from optischema_engine.rewrites import candidates
 from optischema_engine.safe_select import Rejected
 from optischema_sidecar.handlers import HANDLERS
 from optischema_sidecar.proof_session import proof_session
@@ -310,3 +312,139 @@ def test_a_fraction_or_a_value_out_of_range_gives_no_row_and_no_error(mismatch) 
         proof = prove(db, st, RANGE_REWRITE, 5000, extra_sets=odd)
     assert all(r["same"] for r in proof.runs) and len(proof.runs) == len(odd)   # the counts compared in the digest
     assert proof.cost_after < proof.cost_before
+
+
+OVER = "h12_over_app"
+
+
+@pytest.fixture
+def over_column(conn: psycopg.Connection):
+    """Columns an index leads with, hidden from it by a no-op, coalesce() or extract(year),
+    queried as an application role in Europe/Berlin: (conn, {name: queryid}). Readings every
+    2 hours from 2015-01-01 00:30 in Berlin (23:30 UTC the day before)."""
+    conn.execute(f"DROP ROLE IF EXISTS {OVER}")
+    conn.execute(f"CREATE ROLE {OVER}")
+    try:
+        conn.execute(f"GRANT CREATE ON SCHEMA public TO {OVER}")
+        conn.execute(f"ALTER DATABASE {conn.info.dbname} SET timezone = 'Europe/Berlin'")
+        conn.execute("SET timezone = 'Europe/Berlin'")
+        conn.execute(f"SET ROLE {OVER}")
+        conn.execute("CREATE TABLE readings (id bigint PRIMARY KEY, taken_at timestamptz NOT NULL, amount bigint,"
+                     " code text, ratio real, created date)")
+        conn.execute("INSERT INTO readings SELECT g, timestamptz '2015-01-01 00:30 Europe/Berlin' + g * interval '2 hours',"
+                     " CASE WHEN g % 10 <> 0 THEN g % 5000 END, 'c' || g % 3000, (g % 1000)::real / 8,"
+                     " date '2015-01-01' + g / 12 FROM generate_series(0, 39999) g")
+        for col in ("taken_at", "amount", "code", "ratio", "created"):
+            conn.execute(f"CREATE INDEX ON readings ({col})")
+        conn.execute("ANALYZE readings")
+        conn.execute("RESET ROLE")
+        conn.execute("SELECT optischema.snapshot()")
+        conn.execute(f"SET ROLE {OVER}")
+        for i in range(3):
+            conn.execute("SELECT id FROM readings WHERE coalesce(amount, %s) = %s", (0, 77 + i))
+            conn.execute(f"SELECT id FROM readings WHERE amount + 0 = {77 + i}")
+            conn.execute(f"SELECT id FROM readings WHERE code || '' = 'c{77 + i}'")
+            conn.execute(f"SELECT id FROM readings WHERE extract(year FROM taken_at) = {2019 + i}")
+            conn.execute(f"SELECT id FROM readings WHERE date_part('year', created) = {2019 + i}")
+            conn.execute(f"SELECT id FROM readings WHERE ratio + 0 = {1 + i}")
+        conn.execute("RESET ROLE")
+        conn.execute("SELECT optischema.snapshot()")
+        ids = {name: conn.execute("SELECT queryid FROM optischema.queries WHERE strpos(query, %s) > 0",
+                                  (marker,)).fetchone()[0]
+               for name, marker in (("coalesce", "coalesce(amount"), ("amount", "amount + $1"), ("code", "code ||"),
+                                    ("year", "extract($1 FROM taken_at)"), ("date_part", "date_part($1, created)"),
+                                    ("ratio", "ratio + $1"))}
+        yield conn, ids
+    finally:
+        conn.execute("RESET ROLE")
+        conn.execute(f"DROP OWNED BY {OVER}")
+        conn.execute(f"DROP ROLE {OVER}")
+
+
+def advised(conn: psycopg.Connection, qid: int, sql: str, extra_sets=None) -> dict[str, tuple]:
+    """The rewrites the advisor finds in `sql` (an execution's text, constants included, as
+    pg_stat_activity shows a statement seen running) and their proofs, by pattern, as the
+    sidecar's job makes them: as the sender of statement `qid`."""
+    with proof_session(conn, "test") as db:
+        who = senders.resolve_one(db, [qid]).sender
+        with senders.planning(db) as planning:
+            found, why = candidates(planning, who, sql)
+    assert why is None
+    out = {}
+    for c in found:
+        with proof_session(conn, "test") as db:
+            out[c.pattern] = (c, prove(db, Statement(qid, sql), c.sql, 5000, extra_sets=extra_sets))
+    return out
+
+
+def test_coalesce_of_an_indexed_column_is_proven_and_shown(over_column) -> None:
+    """pg_stat_statements shows `coalesce(amount, $1) = $2`: the rewrite holds for every $1."""
+    conn, ids = over_column
+    result = check(conn)
+    qid = ids["coalesce"]
+    assert [(c["pattern"], c["accepted"]) for c in result["candidates"] if c["queryid"] == qid] == \
+        [("coalesce_over_column", True)], result
+    # extract(year ...) and `amount + 0` as pg_stat_statements shows them: a field and an addend
+    # that are parameters, of any value: not proposed (an execution's text is, below)
+    assert not any(c["queryid"] in (ids["year"], ids["amount"]) for c in result["candidates"])
+    status, sql, benefit, evidence, explanation, title = rewrites(conn)[qid]
+    assert title.startswith(f"Rewrite query {qid}: the column itself or NULL instead of coalesce()")
+    assert sql == ("SELECT id FROM readings WHERE amount = $2 OR (amount IS NULL AND"
+                   " COALESCE(amount, $1) = $2)")
+    assert benefit["cost_after"] < benefit["cost_before"] and evidence["run_as"] == OVER
+    assert any(n.get("index") for n in evidence["plan_after"]) and not any(n.get("index") for n in evidence["plan_before"])
+    # NULL for either, and the NULL rows found through $1 = $2, on the same rows
+    st = Statement(qid, text(conn, qid))
+    odd = [["'0'::bigint", "'0'::bigint"], ["NULL::bigint", "'77'::bigint"], ["'0'::bigint", "NULL::bigint"],
+           ["'5'::bigint", "'77'::bigint"]]
+    with proof_session(conn, "test") as db:
+        proof = prove(db, st, sql, 5000, extra_sets=odd)
+    assert [r["rows"]["original"] for r in proof.runs[-4:]] == [4000, 8, 0, 8] and all(r["same"] for r in proof.runs)
+    # the trap: the column's rows alone miss the NULL rows coalesce() gives $1 for
+    with proof_session(conn, "test") as db, pytest.raises(Rejected, match="different results for parameter set"):
+        prove(db, st, "SELECT id FROM readings WHERE coalesce(amount, $1) = $2 AND amount IS NOT NULL", 5000,
+              extra_sets=odd[:1])
+
+
+def test_a_no_op_over_an_indexed_column_is_taken_away(over_column) -> None:
+    conn, ids = over_column
+    (c, proof), = advised(conn, ids["amount"], "SELECT id FROM readings WHERE amount + 0 = 77").values()
+    assert c.pattern == "no_op_over_column" and proof.rewrite == "SELECT id FROM readings WHERE amount = 77"
+    assert proof.cost_after < proof.cost_before and proof.runs[0]["rows"]["original"] == 8 and proof.runs[0]["same"]
+    assert "hides the column from its index" in c.explanation
+    (c, proof), = advised(conn, ids["code"], "SELECT id FROM readings WHERE code || '' = 'c77'").values()
+    assert proof.rewrite == "SELECT id FROM readings WHERE code = 'c77'" and proof.cost_after < proof.cost_before
+    # real + 0 is a double precision: not the column's own type, so not proposed ...
+    assert advised(conn, ids["ratio"], "SELECT id FROM readings WHERE ratio + 0 = $1") == {}
+    # ... and where a driver binds the value for it, the two do not take the same parameter
+    with proof_session(conn, "test") as db, pytest.raises(Rejected, match="parameters"):
+        prove(db, Statement(ids["ratio"], "SELECT id FROM readings WHERE ratio + 0 = $1"),
+              "SELECT id FROM readings WHERE ratio = $1", 5000)
+
+
+def test_a_year_of_an_indexed_column_becomes_a_range_in_the_session_time_zone(over_column) -> None:
+    conn, ids = over_column
+    sql = "SELECT id FROM readings WHERE extract(year FROM taken_at) = $1"
+    odd = [["'2020'::numeric"], ["'2020.5'::numeric"], ["'0'::numeric"], ["'-1'::numeric"], ["'NaN'::numeric"],
+           ["'Infinity'::numeric"], ["'1e30'::numeric"], ["NULL::numeric"], ["'294276'::numeric"]]
+    (c, proof), = advised(conn, ids["year"], sql, extra_sets=odd).values()
+    assert c.pattern == "cast_over_column" and "make_date(CAST(CAST($1 AS numeric) AS integer), 1, 1)" in proof.rewrite
+    assert proof.cost_after < proof.cost_before and any(n.get("index") for n in proof.plan_after)
+    # 2020 in Berlin: 4392 readings, the first at 00:30 on New Year's Day (23:30 UTC)
+    assert [r["rows"]["original"] for r in proof.runs[-len(odd):]] == [4392, 0, 0, 0, 0, 0, 0, 0, 0]
+    assert all(r["same"] for r in proof.runs)
+    # the traps: a year in UTC is not the session's; a fraction rounded is a year
+    st = Statement(ids["year"], sql)
+    utc = ("SELECT id FROM readings WHERE taken_at >= make_timestamptz($1::numeric::int, 1, 1, 0, 0, 0, 'UTC')"
+           " AND taken_at < make_timestamptz($1::numeric::int + 1, 1, 1, 0, 0, 0, 'UTC')")
+    rounded = ("SELECT id FROM readings WHERE taken_at >= make_date($1::numeric::int, 1, 1)"
+               " AND taken_at < make_date($1::numeric::int + 1, 1, 1)")
+    for wrong, sets in ((utc, odd[:1]), (rounded, odd[1:2])):
+        with proof_session(conn, "test") as db, pytest.raises(Rejected, match="different results for parameter set"):
+            prove(db, st, wrong, 5000, extra_sets=sets)
+    # date_part() of a date column: the same
+    (c, proof), = advised(conn, ids["date_part"], "SELECT id FROM readings WHERE date_part('year', created) = 2020"
+                          ).values()
+    assert proof.runs[0]["rows"]["original"] == 366 * 12 and proof.cost_after < proof.cost_before
+    # a month is no one range (the same statement for pg_stat_statements: the field is a constant)
+    assert advised(conn, ids["year"], "SELECT id FROM readings WHERE extract(month FROM taken_at) = 1") == {}
