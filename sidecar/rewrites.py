@@ -25,6 +25,9 @@ from psycopg.types.json import Jsonb
 
 from optischema_sidecar.proof_session import proof_session
 
+# Statements more than one role sent: an execution's text (its constants) is one role's to see.
+_SHARED_SQL = ("SELECT r.queryid::text AS queryid FROM optischema.query_roles r WHERE r.queryid = ANY ($1::bigint[])"
+               " GROUP BY r.queryid HAVING count(DISTINCT r.userid) > 1")
 _LIMITS_SQL = ("SELECT w.p_from, w.p_to, optischema.setting('min_calls')::bigint AS min_calls,"
                " optischema.setting('rewrite_max_queries')::integer AS max_queries"
                " FROM optischema._analysis_window() w")
@@ -59,7 +62,10 @@ def _found(conn: psycopg.Connection, st: Statement) -> tuple[list[rewrites.Candi
             return rewrites.candidates(planning, who.sender, st.text)
 
 
-def _advice(st: Statement, calls: int, c: rewrites.Candidate, conn: psycopg.Connection, timeout_ms: int) -> dict:
+def _advice(st: Statement, calls: int, c: rewrites.Candidate, conn: psycopg.Connection, timeout_ms: int,
+            sampled: bool) -> dict:
+    """`sampled`: st.text is an execution's, constants included; the advice is then shown only
+    as that execution is in pg_stat_activity, to its role's members (sql/07_recommendations.sql)."""
     with proof_session(conn, "rewrite proof") as db:
         proof = prove(db, st, c.sql, timeout_ms)
     before, after, n = proof.cost_before, proof.cost_after, len(proof.runs)
@@ -74,7 +80,7 @@ def _advice(st: Statement, calls: int, c: rewrites.Candidate, conn: psycopg.Conn
         "benefit": {"cost_before": round(before, 2), "cost_after": round(after, 2),
                     "reduction_pct": round(100 * proof.reduction, 1),
                     "cost_saved_per_window": round(saved, 2)},
-        "evidence": {"pattern": c.pattern, **proof.evidence()},
+        "evidence": {"pattern": c.pattern, **proof.evidence(), **({"sampled_text": True} if sampled else {})},
         "explanation": c.explanation, "score": round(saved, 2)}
 
 
@@ -112,23 +118,34 @@ def adopted(conn: psycopg.Connection) -> dict[str, list[int]]:
     return out
 
 
-def _heaviest(conn: psycopg.Connection) -> list[WorkloadQuery]:
+def _heaviest(conn: psycopg.Connection) -> tuple[list[WorkloadQuery], set[int]]:
     """The heaviest statements of the analysis window, as the index advice sees them: those
-    seen running that never finished included, known by the text they were sent with."""
+    seen running that never finished included, known by the text they were sent with; and
+    of those, the ones sent by more than one role."""
     with proof_session(conn, "rewrite advice") as db:
         w = db.query(_LIMITS_SQL)[0]
         workload, _ = window_workload(db, w["p_from"], w["p_to"])
-    workload = [q for q in workload if q.total_ms > 0 and q.calls >= w["min_calls"]
-                and sqltext.single_statement(q.query) is None]
-    return sorted(workload, key=lambda q: (-q.total_ms, q.queryid))[:w["max_queries"]]
+        workload = sorted((q for q in workload if q.total_ms > 0 and q.calls >= w["min_calls"]
+                           and sqltext.single_statement(q.query) is None),
+                          key=lambda q: (-q.total_ms, q.queryid))[:w["max_queries"]]
+        sampled = [q.queryid for q in workload if q.sampled]
+        shared = {int(r["queryid"]) for r in db.query(_SHARED_SQL, ["{" + ",".join(map(str, sampled)) + "}"])} \
+            if sampled else set()
+    return workload, shared
 
 
 def check(conn: psycopg.Connection) -> dict[str, Any]:
     """Find, prove and record; returns every candidate with its verdict (no statement text)."""
     timeout_ms = _timeout_ms(conn)
     checked, advice, lines, skipped = [], [], [], []
-    for q in _heaviest(conn):
+    workload, shared = _heaviest(conn)
+    for q in workload:
         st = Statement(int(q.queryid), q.query, 1.0 if q.sampled else float(q.rows) / q.calls)
+        if q.queryid in shared:
+            # a rewrite of its text would show one sender's constants to the others
+            skipped.append({"queryid": st.queryid, "reason": "not checked: known only by the text of one execution "
+                                                             "(its constants), and sent by more than one role"})
+            continue
         try:
             found, why = _found(conn, st)
         except (psycopg.Error, senders.Refused, senders.Failed) as e:
@@ -139,7 +156,7 @@ def check(conn: psycopg.Connection) -> dict[str, Any]:
         checked.append(st.queryid)
         for c in found:
             try:
-                advice.append(_advice(st, int(q.calls), c, conn, timeout_ms))
+                advice.append(_advice(st, int(q.calls), c, conn, timeout_ms, q.sampled))
                 lines.append({"queryid": st.queryid, "pattern": c.pattern, "accepted": True,
                               "reason": f"proven: cost {advice[-1]['benefit']['cost_before']:g} -> "
                                         f"{advice[-1]['benefit']['cost_after']:g}"})

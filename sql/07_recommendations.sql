@@ -42,9 +42,18 @@ SELECT pg_catalog.pg_extension_config_dump('optischema._recommendations_id_seq',
 -- Whether the current user may read the texts of every statement a
 -- recommendation serves (see optischema.query_texts). What is made of those
 -- texts is shown only then: a rewrite's statement and evidence (which holds
--- the original), the model's explanation, the plans of the plan check.
+-- the original), the model's explanation, the plans of the plan check. A
+-- rewrite of an execution's text (evidence.sampled_text: its constants, one
+-- role's) is shown as pg_stat_activity shows that execution, whichever
+-- execution query_texts shows now: to members of that role (run_as, its only
+-- sender) and of pg_read_all_stats.
 CREATE OR REPLACE VIEW optischema._recommendation_texts AS
-SELECT r.id, bool_and(coalesce(t.visible, x.queryid IS NULL)) AS visible
+SELECT r.id, bool_and(coalesce(t.visible, x.queryid IS NULL))
+             AND (NOT coalesce(r.evidence ? 'sampled_text', false)
+                  OR pg_catalog.pg_has_role(CURRENT_USER, 'pg_read_all_stats', 'MEMBER')
+                  OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles a WHERE a.rolname = r.evidence ->> 'run_as'
+                                                              AND pg_catalog.pg_has_role(CURRENT_USER, a.oid, 'MEMBER')))
+       AS visible
 FROM optischema._recommendations r
 LEFT JOIN LATERAL unnest(r.queryids) x (queryid) ON true
 LEFT JOIN optischema.query_texts t ON t.queryid = x.queryid

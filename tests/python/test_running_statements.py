@@ -152,6 +152,45 @@ def test_a_statement_that_never_finishes_gets_rewrite_advice(running_db) -> None
     assert sql.startswith("SELECT pad FROM cov_run WHERE id = CASE WHEN CAST(777 AS numeric)")
     assert evidence["run_as"] == role and evidence["cost_after"] < evidence["cost_before"]
     assert len(evidence["runs"]) == 1 and evidence["runs"][0]["same"] and evidence["runs"][0]["rows"]["original"] == 1
+    assert evidence["sampled_text"] is True
+
+    # its constants are its sender's: shown as pg_stat_activity shows the execution, whichever
+    # execution optischema.query_texts shows later
+    reader = "cov_rd_" + uuid.uuid4().hex[:8]
+    conn.execute(f"CREATE ROLE {reader} LOGIN")
+    try:
+        conn.execute("SELECT optischema.grant_usage(%s)", (reader,))
+        conn.execute(f"GRANT SELECT ON cov_run TO {reader}")
+        shown = "SELECT ddl FROM optischema.recommendations WHERE kind = 'rewrite' AND %s = ANY (queryids)"
+        conn.execute(f"SET ROLE {reader}")
+        assert conn.execute(shown, (qid,)).fetchone()[0] == "<insufficient privilege>"
+        conn.execute("RESET ROLE")
+        # the same statement, sent by the reader, never finishes either: its execution is the latest
+        with psycopg.connect(conn.info.dsn) as locker:
+            blocked = Blocked(conn, reader, slow, prepared=True)
+            locker.execute("LOCK TABLE cov_run IN ACCESS EXCLUSIVE MODE")
+            with blocked as b:
+                conn.execute("SELECT optischema.sample_running()")
+                b.cancel()
+            locker.rollback()
+        conn.execute("SELECT optischema.snapshot()")
+        conn.execute(f"SET ROLE {reader}")
+        assert conn.execute("SELECT visible FROM optischema.query_texts WHERE queryid = %s", (qid,)).fetchone()[0]
+        assert conn.execute(shown, (qid,)).fetchone()[0] == "<insufficient privilege>", "it holds the other's constants"
+        conn.execute("RESET ROLE")
+
+        # sent by two roles: an execution's text is not rewritten (no check, nothing new shown)
+        result = check(conn)
+        assert not [c for c in result["candidates"] if c["queryid"] == qid]
+        assert [s["reason"] for s in result["skipped"] if s["queryid"] == qid] == [
+            "not checked: known only by the text of one execution (its constants), and sent by more than one role"]
+        conn.execute(f"GRANT {role} TO {reader}")
+        conn.execute(f"SET ROLE {reader}")
+        assert conn.execute(shown, (qid,)).fetchone()[0] == sql, "a member of its sender sees it"
+    finally:
+        conn.execute("RESET ROLE")
+        conn.execute(f"DROP OWNED BY {reader}")
+        conn.execute(f"DROP ROLE {reader}")
 
 
 def test_samples_between_snapshots_catch_what_snapshots_miss(running_db) -> None:
