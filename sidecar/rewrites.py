@@ -15,7 +15,7 @@ import hashlib
 from typing import Any
 
 import psycopg
-from optischema_engine import rewrites, senders, sqltext
+from optischema_engine import rewrites, running, senders, sqltext
 from optischema_engine.analysis import window_workload
 from optischema_engine.model import WorkloadQuery
 from optischema_engine.proof import Statement, prove
@@ -25,6 +25,7 @@ from psycopg.types.json import Jsonb
 
 from optischema_sidecar.proof_session import proof_session
 
+_SHARED = "not checked: known only by the text of one execution (its constants), and sent by more than one role"
 # Statements more than one role sent: an execution's text (its constants) is one role's to see.
 _SHARED_SQL = ("SELECT r.queryid::text AS queryid FROM optischema.query_roles r WHERE r.queryid = ANY ($1::bigint[])"
                " GROUP BY r.queryid HAVING count(DISTINCT r.userid) > 1")
@@ -63,15 +64,18 @@ def _found(conn: psycopg.Connection, st: Statement) -> tuple[list[rewrites.Candi
 
 
 def _advice(st: Statement, calls: int, c: rewrites.Candidate, conn: psycopg.Connection, timeout_ms: int,
-            sampled: bool) -> dict:
-    """`sampled`: st.text is an execution's, constants included; the advice is then shown only
-    as that execution is in pg_stat_activity, to its role's members (sql/07_recommendations.sql)."""
+            source: str | None) -> dict:
+    """`source`: where st.text comes from when it is an execution's, constants included; the
+    advice is then shown only as pg_stat_activity shows that execution, to its role's members
+    (sql/07_recommendations.sql)."""
     with proof_session(conn, "rewrite proof") as db:
         proof = prove(db, st, c.sql, timeout_ms)
     before, after, n = proof.cost_before, proof.cost_after, len(proof.runs)
     saved = calls * before * proof.reduction
     return {
-        "key": f"rewrite:{st.queryid}:{c.pattern}:{hashlib.sha1(proof.rewrite.encode()).hexdigest()[:12]}",
+        # the parse tree's, constants aside: an execution's text rewritten is the same advice
+        "key": f"rewrite:{st.queryid}:{c.pattern}:"
+               f"{hashlib.sha1((_fingerprint(proof.rewrite) or proof.rewrite).encode()).hexdigest()[:12]}",
         "title": (f"Rewrite query {st.queryid}: {_PATTERNS[c.pattern]}; same results on {n} parameter "
                   f"set{'s' if n != 1 else ''}, " + (f"cost {before:g} -> {after:g}" if not proof.measured else
                                                     f"{proof.measured['original']:.0f} ms -> "
@@ -80,8 +84,10 @@ def _advice(st: Statement, calls: int, c: rewrites.Candidate, conn: psycopg.Conn
         "benefit": {"cost_before": round(before, 2), "cost_after": round(after, 2),
                     "reduction_pct": round(100 * proof.reduction, 1),
                     "cost_saved_per_window": round(saved, 2)},
-        "evidence": {"pattern": c.pattern, **proof.evidence(), **({"sampled_text": True} if sampled else {})},
-        "explanation": c.explanation, "score": round(saved, 2)}
+        "evidence": {"pattern": c.pattern, **proof.evidence(), **({"sampled_text": source} if source else {})},
+        "explanation": c.explanation + (f" (found in the text of one execution, its constants included: "
+                                        f"{source.removeprefix('sampled: ')})" if source else ""),
+        "score": round(saved, 2)}
 
 
 def _figures(evidence: dict) -> dict:
@@ -128,10 +134,31 @@ def _heaviest(conn: psycopg.Connection) -> tuple[list[WorkloadQuery], set[int]]:
         workload = sorted((q for q in workload if q.total_ms > 0 and q.calls >= w["min_calls"]
                            and sqltext.single_statement(q.query) is None),
                           key=lambda q: (-q.total_ms, q.queryid))[:w["max_queries"]]
-        sampled = [q.queryid for q in workload if q.sampled]
-        shared = {int(r["queryid"]) for r in db.query(_SHARED_SQL, ["{" + ",".join(map(str, sampled)) + "}"])} \
-            if sampled else set()
+        shared = {int(r["queryid"]) for r in db.query(
+            _SHARED_SQL, ["{" + ",".join(str(q.queryid) for q in workload) + "}"])} if workload else set()
     return workload, shared
+
+
+def _candidates(conn: psycopg.Connection, q: WorkloadQuery, shared: set[int]) \
+        -> tuple[Statement, list[rewrites.Candidate], str | None, str | None]:
+    """(the statement as checked, its candidate rewrites, why it is not checked, where its
+    text comes from: None for the normalized one). Where the normalized text gives none
+    (the constant that makes the pattern, `date_trunc('day', col)`, `col + 0`, is a
+    parameter there), the text of one of its executions, where one role sent it."""
+    st = Statement(int(q.queryid), q.query, 1.0 if q.sampled else float(q.rows) / q.calls)
+    if q.queryid in shared and q.sampled:
+        return st, [], _SHARED, None
+    found, why = _found(conn, st)
+    if found or why is not None or q.sampled or q.queryid in shared:
+        return st, found, why, running.SEEN_RUNNING if q.sampled else None
+    with proof_session(conn, "rewrite advice") as db:
+        use = db.query("SELECT optischema.setting('use_pg_qualstats')::boolean AS u")[0]["u"]
+        text, kind = running.sampled_texts(db, [st.queryid], use).get(st.queryid, (None, None))
+    if text is None or sqltext.verb(text) != sqltext.verb(st.text):
+        return st, [], None, None
+    execution = Statement(st.queryid, text, st.rows_per_call)
+    found, why = _found(conn, execution)
+    return (execution, found, None, kind) if found and why is None else (st, [], None, None)
 
 
 def check(conn: psycopg.Connection) -> dict[str, Any]:
@@ -140,23 +167,17 @@ def check(conn: psycopg.Connection) -> dict[str, Any]:
     checked, advice, lines, skipped = [], [], [], []
     workload, shared = _heaviest(conn)
     for q in workload:
-        st = Statement(int(q.queryid), q.query, 1.0 if q.sampled else float(q.rows) / q.calls)
-        if q.queryid in shared:
-            # a rewrite of its text would show one sender's constants to the others
-            skipped.append({"queryid": st.queryid, "reason": "not checked: known only by the text of one execution "
-                                                             "(its constants), and sent by more than one role"})
-            continue
         try:
-            found, why = _found(conn, st)
+            st, found, why, source = _candidates(conn, q, shared)
         except (psycopg.Error, senders.Refused, senders.Failed) as e:
-            found, why = [], f"not checked: {senders.first_line(e)}"
+            st, found, why, source = Statement(int(q.queryid), q.query), [], f"not checked: {senders.first_line(e)}", None
         if why is not None:
             skipped.append({"queryid": st.queryid, "reason": why})
             continue
         checked.append(st.queryid)
         for c in found:
             try:
-                advice.append(_advice(st, int(q.calls), c, conn, timeout_ms, q.sampled))
+                advice.append(_advice(st, int(q.calls), c, conn, timeout_ms, source))
                 lines.append({"queryid": st.queryid, "pattern": c.pattern, "accepted": True,
                               "reason": f"proven: cost {advice[-1]['benefit']['cost_before']:g} -> "
                                         f"{advice[-1]['benefit']['cost_after']:g}"})

@@ -124,14 +124,11 @@ def test_a_statement_that_never_finishes_is_shown_and_advised(running_db) -> Non
     assert "secret-constant" not in str(stats) + str(skipped)
 
 
-def test_a_statement_that_never_finishes_gets_rewrite_advice(running_db) -> None:
-    """The rewrite advice reads the statements seen running too: the slowest may never
-    finish. Its sampled text (constants and all) is rewritten and proven like any other."""
-    conn, role = running_db
-    conn.execute("CREATE INDEX ON cov_run (id)")
-    slow = "SELECT pad FROM cov_run WHERE id = 777::numeric"
+def seen_running(conn: psycopg.Connection, role: str, sql: str) -> int:
+    """`sql` sent by `role`, seen running by sample_running() (waiting on a table lock), then
+    cancelled: it never finishes. Its queryid."""
     with psycopg.connect(conn.info.dsn) as locker:
-        blocked = Blocked(conn, role, slow, prepared=True)
+        blocked = Blocked(conn, role, sql, prepared=True)
         # sample_running() waits for no lock of the table's (snapshot() would: sizes)
         locker.execute("LOCK TABLE cov_run IN ACCESS EXCLUSIVE MODE")
         with blocked as b:
@@ -141,6 +138,16 @@ def test_a_statement_that_never_finishes_gets_rewrite_advice(running_db) -> None
             b.cancel()
         locker.rollback()
     conn.execute("SELECT optischema.snapshot()")
+    return qid
+
+
+def test_a_statement_that_never_finishes_gets_rewrite_advice(running_db) -> None:
+    """The rewrite advice reads the statements seen running too: the slowest may never
+    finish. Its sampled text (constants and all) is rewritten and proven like any other."""
+    conn, role = running_db
+    conn.execute("CREATE INDEX ON cov_run (id)")
+    slow = "SELECT pad FROM cov_run WHERE id = 777::numeric"
+    qid = seen_running(conn, role, slow)
     assert conn.execute("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE queryid = %s",
                         (qid,)).fetchone()[0] == 0, "it never finished"
 
@@ -152,7 +159,7 @@ def test_a_statement_that_never_finishes_gets_rewrite_advice(running_db) -> None
     assert sql.startswith("SELECT pad FROM cov_run WHERE id = CASE WHEN CAST(777 AS numeric)")
     assert evidence["run_as"] == role and evidence["cost_after"] < evidence["cost_before"]
     assert len(evidence["runs"]) == 1 and evidence["runs"][0]["same"] and evidence["runs"][0]["rows"]["original"] == 1
-    assert evidence["sampled_text"] is True
+    assert evidence["sampled_text"] == "sampled: the text of an execution seen running"
 
     # its constants are its sender's: shown as pg_stat_activity shows the execution, whichever
     # execution optischema.query_texts shows later
@@ -166,14 +173,7 @@ def test_a_statement_that_never_finishes_gets_rewrite_advice(running_db) -> None
         assert conn.execute(shown, (qid,)).fetchone()[0] == "<insufficient privilege>"
         conn.execute("RESET ROLE")
         # the same statement, sent by the reader, never finishes either: its execution is the latest
-        with psycopg.connect(conn.info.dsn) as locker:
-            blocked = Blocked(conn, reader, slow, prepared=True)
-            locker.execute("LOCK TABLE cov_run IN ACCESS EXCLUSIVE MODE")
-            with blocked as b:
-                conn.execute("SELECT optischema.sample_running()")
-                b.cancel()
-            locker.rollback()
-        conn.execute("SELECT optischema.snapshot()")
+        assert seen_running(conn, reader, slow) == qid
         conn.execute(f"SET ROLE {reader}")
         assert conn.execute("SELECT visible FROM optischema.query_texts WHERE queryid = %s", (qid,)).fetchone()[0]
         assert conn.execute(shown, (qid,)).fetchone()[0] == "<insufficient privilege>", "it holds the other's constants"
@@ -191,6 +191,36 @@ def test_a_statement_that_never_finishes_gets_rewrite_advice(running_db) -> None
         conn.execute("RESET ROLE")
         conn.execute(f"DROP OWNED BY {reader}")
         conn.execute(f"DROP ROLE {reader}")
+
+
+def test_a_constant_pg_stat_statements_hides_is_read_in_an_execution(running_db) -> None:
+    """`id + 0 = 777` is `id + $1 = $2` in pg_stat_statements, which is no no-op for every $1:
+    the rewrite is found, and proven, in the text of one of its executions."""
+    conn, role = running_db
+    conn.execute("CREATE INDEX ON cov_run (id)")
+    sql = "SELECT pad FROM cov_run WHERE id + 0 = 777"
+    with psycopg.connect(conn.info.dsn, user=role) as app:
+        for _ in range(2):
+            app.execute(sql).fetchall()
+    qid = seen_running(conn, role, sql)
+    assert conn.execute("SELECT sum(calls) FROM pg_stat_statements WHERE queryid = %s", (qid,)).fetchone()[0] == 2
+    assert conn.execute("SELECT query FROM optischema.queries WHERE queryid = %s", (qid,)).fetchone()[0] == \
+        "SELECT pad FROM cov_run WHERE id + $1 = $2"
+
+    result = check(conn)
+    assert [(c["pattern"], c["accepted"]) for c in result["candidates"] if c["queryid"] == qid] == \
+        [("no_op_over_column", True)], result
+    ddl, evidence, explanation = conn.execute(
+        "SELECT ddl, evidence, explanation FROM optischema.recommendations WHERE kind = 'rewrite'"
+        " AND %s = ANY (queryids)", (qid,)).fetchone()
+    assert ddl == "SELECT pad FROM cov_run WHERE id = 777"
+    assert evidence["sampled_text"] == "sampled: the text of an execution seen running"
+    assert explanation.endswith("(found in the text of one execution, its constants included: "
+                                "the text of an execution seen running)")
+    # the same advice again (its key is its parse tree's, constants aside): one row
+    check(conn)
+    assert conn.execute("SELECT count(*) FROM optischema.recommendations WHERE kind = 'rewrite'"
+                        " AND %s = ANY (queryids)", (qid,)).fetchone()[0] == 1
 
 
 def test_samples_between_snapshots_catch_what_snapshots_miss(running_db) -> None:
