@@ -45,7 +45,8 @@ _PATTERNS = {"cast_over_column": "a range instead of a function of the column",
              "not_in": "NOT IN as NOT EXISTS",
              "type_mismatch": "the value as the column's integer type",
              "no_op_over_column": "the column itself instead of a no-op on it",
-             "coalesce_over_column": "the column itself or NULL instead of coalesce()"}
+             "coalesce_over_column": "the column itself or NULL instead of coalesce()",
+             "keyset_pagination": "keyset pagination instead of a deep OFFSET"}
 
 
 def _timeout_ms(conn: psycopg.Connection) -> int:
@@ -69,7 +70,7 @@ def _advice(st: Statement, calls: int, c: rewrites.Candidate, conn: psycopg.Conn
     advice is then shown only as pg_stat_activity shows that execution, to its role's members
     (sql/07_recommendations.sql)."""
     with proof_session(conn, "rewrite proof") as db:
-        proof = prove(db, st, c.sql, timeout_ms)
+        proof = prove(db, st, c.sql, timeout_ms, derive=c.derive)
     before, after, n = proof.cost_before, proof.cost_after, len(proof.runs)
     saved = calls * before * proof.reduction
     return {

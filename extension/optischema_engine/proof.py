@@ -8,7 +8,9 @@ model's (the sidecar's LLM check) go through this one path.
 3. Before anything is planned, the server resolves what both texts use (safe_select): only
    side-effect-free built-ins, and the rewrite reads no relation the original does not.
 4. The rewrite must take the original's parameters and return the same rows for each of
-   several representative parameter sets: both run READ ONLY, bounded by statement_timeout,
+   several representative parameter sets (where it takes more, keyset pagination's last
+   key, their values come from the original's rows by a query of the candidate's, checked
+   and run like the two texts): both run READ ONLY, bounded by statement_timeout,
    compared as multisets (in order when the original has an ORDER BY) by a digest that is
    kept nowhere; only row counts, times and equal/not equal are. And it must cost less with
    the same parameter sets (what-if: planner estimates), or, where the planner's estimate
@@ -19,6 +21,7 @@ prove() is called on a client connection (PsycopgDatabase), in a transaction tha
 caller rolls back, never inside PL/Python."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -29,7 +32,7 @@ from .params import ValueSource, plan_params
 from .plans import facts, summary, walk
 from .safe_select import Rejected, Select, Uses
 from .senders import Failed, Planning, Sender
-from .sqltext import limit_params
+from .sqltext import limit_params, quote_literal
 from .whatif import Unplannable, WhatIf
 
 PARAMETER_SETS = 3
@@ -173,53 +176,89 @@ def _ms(a: dict, b: dict) -> float:
     return (t[1] - t[0]).total_seconds() * 1000
 
 
-def _same_results(db: Database, planning: Planning, who: Sender, types: list[str], original: str, rewrite: str,
-                  samples: list[list[str]], ordered: bool, timeout_ms: int, evidence: dict) -> list[dict]:
-    """Both texts run per parameter set as `who`, READ ONLY (planning's calls), each bounded
-    by statement_timeout, timed. The digests are compared here and kept nowhere."""
-    runs: list[dict] = []
-    evidence["runs"] = runs
-    typelist = f"({', '.join(types)})" if types else ""
+@contextmanager
+def _bounded(db: Database, timeout_ms: int, evidence: dict, what: str):
+    """Runs as the sender (planning's calls, READ ONLY), each bounded by statement_timeout, in
+    a savepoint; a failure is Rejected with its SQLSTATE only: an error message can quote the
+    data that caused it."""
     try:
         with db.subtransaction():
             db.query(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
-            for n, args in enumerate(samples, 1):
-                arglist = f"({', '.join(args)})" if args else ""
-                got, ms = {}, {}
-                # one call per side: each is one statement, bounded by statement_timeout on its own
-                for side, text in (("original", original), ("rewrite", rewrite)):
-                    name = senders.statement_name()
-                    rows = planning.run(who, [(f"PREPARE {name}{typelist} AS {digest_sql(text, ordered)}", False),
-                                              _CLOCK, (f"EXECUTE {name}{arglist}", True), _CLOCK,
-                                              (f"DEALLOCATE {name}", False)], deallocate=[name])
-                    got[side], ms[side] = rows[2][0], round(_ms(rows[1][0], rows[3][0]), 2)
-                same = got["original"] == got["rewrite"]
-                runs.append({"parameters": args, "rows": {k: int(v["n"]) for k, v in got.items()}, "same": same,
-                             "ms": ms})
-                if not same:
-                    raise Rejected(f"different results for parameter set {n} of {len(samples)}: original "
-                                   f"{got['original']['n']} rows, rewrite {got['rewrite']['n']} rows", evidence)
+            yield
     except Failed as e:
-        # the condition only: an error message can quote the data that caused it
-        raise Rejected(f"the equivalence check failed with SQLSTATE {e.sqlstate}", evidence) from None
+        raise Rejected(f"{what} failed with SQLSTATE {e.sqlstate}", evidence) from None
     except Rejected:
         raise
     except Exception as e:  # noqa: BLE001 - the whole call was cancelled (statement_timeout) or failed
         state = getattr(e, "sqlstate", None)
         if state == "57014":
-            raise Rejected(f"the equivalence check exceeded statement_timeout ({timeout_ms} ms)", evidence) from None
-        raise Rejected(f"the equivalence check failed with SQLSTATE {state} ({type(e).__name__})", evidence) from None
+            raise Rejected(f"{what} exceeded statement_timeout ({timeout_ms} ms)", evidence) from None
+        raise Rejected(f"{what} failed with SQLSTATE {state} ({type(e).__name__})", evidence) from None
+
+
+def _derived(db: Database, planning: Planning, who: Sender, types: list[str], rtypes: list[str], derive: str,
+             samples: list[list[str]], timeout_ms: int, evidence: dict) -> list[list[str]]:
+    """Per parameter set of the original, the rewrite's: the original's values, then the
+    ones `derive` gives (its one row, as text; NULL where it gives none), as literals of the
+    rewrite's types."""
+    typelist = f"({', '.join(types)})" if types else ""
+    more = rtypes[len(types):]
+    out = []
+    with _bounded(db, timeout_ms, evidence, "deriving the rewrite's parameters"):
+        for args in samples:
+            name = senders.statement_name()
+            rows = planning.run(who, [(f"PREPARE {name}{typelist} AS {derive}", False),
+                                      (f"EXECUTE {name}" + (f"({', '.join(args)})" if args else ""), True),
+                                      (f"DEALLOCATE {name}", False)], deallocate=[name])[1]
+            values = list(rows[0].values()) if rows else [None] * len(more)
+            if len(rows) > 1 or len(values) != len(more) or any(not isinstance(v, (str, type(None))) for v in values):
+                raise Rejected(f"the query deriving the rewrite's parameters gives no single row of {len(more)} "
+                               "text values", evidence)
+            out.append(args + [f"{quote_literal(v)}::{t}" if v is not None else f"NULL::{t}"
+                               for v, t in zip(values, more)])
+    return out
+
+
+def _same_results(db: Database, planning: Planning, who: Sender, types: tuple[list[str], list[str]],
+                  texts: tuple[str, str], samples: list[tuple[list[str], list[str]]], ordered: bool, timeout_ms: int,
+                  evidence: dict) -> list[dict]:
+    """Both texts (original, rewrite, with their parameter types) run per pair of parameter
+    sets as `who`, READ ONLY (planning's calls), each bounded by statement_timeout, timed.
+    The digests are compared here and kept nowhere."""
+    runs: list[dict] = []
+    evidence["runs"] = runs
+    typelists = [f"({', '.join(t)})" if t else "" for t in types]
+    with _bounded(db, timeout_ms, evidence, "the equivalence check"):
+        for n, sets in enumerate(samples, 1):
+            got, ms = {}, {}
+            # one call per side: each is one statement, bounded by statement_timeout on its own
+            for side, text, typelist, args in zip(("original", "rewrite"), texts, typelists, sets):
+                arglist = f"({', '.join(args)})" if args else ""
+                name = senders.statement_name()
+                rows = planning.run(who, [(f"PREPARE {name}{typelist} AS {digest_sql(text, ordered)}", False),
+                                          _CLOCK, (f"EXECUTE {name}{arglist}", True), _CLOCK,
+                                          (f"DEALLOCATE {name}", False)], deallocate=[name])
+                got[side], ms[side] = rows[2][0], round(_ms(rows[1][0], rows[3][0]), 2)
+            same = got["original"] == got["rewrite"]
+            runs.append({"parameters": sets[0], **({"rewrite_parameters": sets[1]} if sets[1] != sets[0] else {}),
+                         "rows": {k: int(v["n"]) for k, v in got.items()}, "same": same, "ms": ms})
+            if not same:
+                raise Rejected(f"different results for parameter set {n} of {len(samples)}: original "
+                               f"{got['original']['n']} rows, rewrite {got['rewrite']['n']} rows", evidence)
     return runs
 
 
 def prove(db: Database, st: Statement, rewrite_sql: str, timeout_ms: int,
-          extra_sets: list[list[str]] | None = None) -> Proof:
+          extra_sets: list[list[str]] | None = None, derive: str | None = None) -> Proof:
     """The proof that `rewrite_sql` may replace statement `st`, or Rejected with the reason
     (and what was measured up to then in its evidence). `extra_sets`: parameter sets (SQL
-    literals) to compare on besides the representative ones. Runs in savepoints of the
+    literals) to compare on besides the representative ones. `derive`: where the rewrite
+    takes parameters after the original's, a SELECT of the original's parameters whose one
+    row is their values as text (rewrites.Candidate.derive). Runs in savepoints of the
     caller's transaction; the caller rolls it back."""
     original = safe_select.parse(st.text, "the original")
     rewrite = safe_select.parse(rewrite_sql, "the rewrite")
+    deriving = safe_select.parse(derive, "the query deriving the rewrite's parameters") if derive else None
     found = senders.resolve_one(db, [st.queryid])
     if found.sender is None:
         raise Rejected(f"not checked: {found.reason}")
@@ -231,8 +270,12 @@ def prove(db: Database, st: Statement, rewrite_sql: str, timeout_ms: int,
         _, rtypes = _prepare(wi, rewrite, who, "the rewrite")
         reads = _uses(db, planning, who, original, types, "the original").relations
         extra = _uses(db, planning, who, rewrite, rtypes, "the rewrite").relations - reads
-    if rtypes != types:
-        raise Rejected(f"the rewrite's parameters {rtypes} differ from the original's {types}")
+        if deriving:
+            extra |= _uses(db, planning, who, deriving, types, "the query deriving the rewrite's parameters"
+                           ).relations - reads
+    if rtypes[:len(types)] != types or (len(rtypes) > len(types)) != bool(deriving):
+        raise Rejected(f"the rewrite's parameters {rtypes} differ from the original's {types}"
+                       + (" and the ones derived after them" if deriving else ""))
     if extra:
         names = db.query("SELECT pg_catalog.string_agg(x::pg_catalog.regclass::text, ', ' ORDER BY x) AS n"
                          " FROM pg_catalog.unnest($1::oid[]) x", ["{" + ",".join(map(str, sorted(extra))) + "}"])
@@ -247,8 +290,17 @@ def prove(db: Database, st: Statement, rewrite_sql: str, timeout_ms: int,
             raise Rejected(f"the original cannot be planned: {e}") from None
         if types and not samples and not extra_sets:
             raise Rejected("no representative parameter values to compare results with (no statistics)")
+        # no parameters: one run without; with some, only sets of values
+        base = samples or ([] if types else [[]])
+        sets = base + (extra_sets or [])
+        rsets = sets
+        if deriving:
+            sources.update({n: "derived: from the original's rows, as its sender"
+                            for n in range(len(types) + 1, len(rtypes) + 1)})
+            rsets = _derived(db, planning, who, types, rtypes, deriving.text, sets, timeout_ms,
+                             {"parameter_sources": {str(k): v for k, v in sources.items()}})
         before, plans_before = _cost(wi, okey, samples, "the original")
-        after, plans_after = _cost(wi, rkey, samples, "the rewrite")
+        after, plans_after = _cost(wi, rkey, rsets[:len(base)] if deriving else samples, "the rewrite")
         if any(node.get("Node Type") == "ModifyTable" for p in plans_after for node in walk(p)):
             raise Rejected("the rewrite modifies data")
         proof = Proof(who.name, original.text, rewrite.text, before, after,
@@ -256,9 +308,8 @@ def prove(db: Database, st: Statement, rewrite_sql: str, timeout_ms: int,
                       plan_before=summary(plans_before[0]), plan_after=summary(plans_after[0]))
         evidence = proof.evidence()
         # what WhatIf prepared: the texts made plannable the same way (plannable.py)
-        proof.runs = _same_results(db, planning, who, types, wi.planned(okey).text, wi.planned(rkey).text,
-                                   # no parameters: one run without; with some, only sets of values
-                                   (samples or ([] if types else [[]])) + (extra_sets or []),
+        proof.runs = _same_results(db, planning, who, (types, rtypes),
+                                   (wi.planned(okey).text, wi.planned(rkey).text), list(zip(sets, rsets)),
                                    bool(original.tree.stmt.sortClause), timeout_ms, evidence)
     if after >= before:
         ms = {k: sum(r["ms"][k] for r in proof.runs) for k in ("original", "rewrite")}

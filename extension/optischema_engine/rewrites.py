@@ -31,7 +31,13 @@ shown the rewrite cheaper and returning the same rows.
   `col <= v` is `col <= floor(v)`, the bound clamped to the type's range, NULL where no
   value of the type passes (NaN and Infinity are above every number, as in numeric). A
   float8 is not taken (a bigint read as float8 loses digits: the original matches values
-  the rewrite would not)."""
+  the rewrite would not);
+- a deep `OFFSET m LIMIT k` (constants: m at least ten pages of k) under an ORDER BY of NOT
+  NULL columns of the one relation read that hold a unique key, all one direction: keyset
+  pagination, `(a, b) > ($n, $n+1)` (`<` descending) for the previous page's last key, new
+  parameters after the statement's own; the proof derives their values from row m of the
+  original order (Candidate.derive). Not where the order could have ties or NULLs (rows
+  would be skipped or repeated), nor where a window or set-returning function counts rows."""
 from __future__ import annotations
 
 import copy
@@ -39,7 +45,8 @@ import functools
 from dataclasses import dataclass
 
 from pglast import ast, parse_sql
-from pglast.enums import A_Expr_Kind, BoolExprType, JoinType, MinMaxOp, NullTestType, SubLinkType
+from pglast.enums import (A_Expr_Kind, BoolExprType, CoercionForm, JoinType, LimitOption, MinMaxOp, NullTestType,
+                          SortByDir, SubLinkType)
 from pglast.parser import ParseError
 from pglast.stream import RawStream
 
@@ -68,14 +75,36 @@ _COLUMNS_SQL = ("SELECT a.attname::pg_catalog.text AS name, pg_catalog.format_ty
                 "FROM pg_catalog.pg_attribute a "
                 "WHERE a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass({name}) "
                 "AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped")
+# The key columns of each unique index that makes rows unique whatever the statement reads:
+# valid, immediate (a deferred one allows duplicates until commit), over plain columns, not
+# partial, each key column's collation the column's own (equal under the column's collation
+# is then equal under the index's), of a table no other inherits from (an index of a parent
+# holds none of its children's rows; a partitioned table's unique index holds all of them)
+_UNIQUE_SQL = ("SELECT pg_catalog.array_agg(a.attname::pg_catalog.text) AS cols FROM pg_catalog.pg_index i "
+               "JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indrelid "
+               "CROSS JOIN LATERAL pg_catalog.generate_series(0, i.indnkeyatts OPERATOR(pg_catalog.-) 1) k "
+               "JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid "
+               "AND a.attnum OPERATOR(pg_catalog.=) i.indkey[k] "
+               "WHERE i.indrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass({name}) AND i.indisunique "
+               "AND i.indisvalid AND i.indimmediate AND i.indpred IS NULL AND i.indexprs IS NULL "
+               "AND (c.relkind OPERATOR(pg_catalog.=) 'p' OR NOT c.relhassubclass) "
+               "GROUP BY i.indexrelid "
+               "HAVING pg_catalog.bool_and(i.indcollation[k] OPERATOR(pg_catalog.=) a.attcollation)")
+# Whether a function of one of these names, in any schema, returns a set
+_SETS_SQL = ("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p WHERE p.proretset "
+             "AND p.proname OPERATOR(pg_catalog.=) ANY (ARRAY[{names}]::pg_catalog.name[])) AS sets")
 
 
 @dataclass(frozen=True)
 class Candidate:
     pattern: str            # cast_over_column | correlated_subquery | not_in | type_mismatch |
-                            # no_op_over_column | coalesce_over_column
+                            # no_op_over_column | coalesce_over_column | keyset_pagination
     sql: str                # the whole statement, rewritten
     explanation: str
+    # Where the rewrite takes parameters the original does not (after the original's): a
+    # SELECT of the original's parameters whose one row is their values as text, for
+    # proof.prove() to compare the two on the same rows
+    derive: str | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +159,19 @@ class _Catalog:
             rows = self.planning.query(self.who, _COLUMNS_SQL.format(name=quote_literal(name)))
             self._cache[name] = {r["name"]: Column(r["type"], bool(r["notnull"]), bool(r["indexed"])) for r in rows}
         return self._cache[name]
+
+    def unique_keys(self, rv: ast.RangeVar) -> list[frozenset[str]]:
+        """The column sets no two rows of the relation share (_UNIQUE_SQL)."""
+        name = ".".join(_quote(p) for p in (rv.schemaname, rv.relname) if p)
+        rows = self.planning.query(self.who, _UNIQUE_SQL.format(name=quote_literal(name)))
+        return [frozenset(r["cols"]) for r in rows]
+
+    def returns_sets(self, names: set[str]) -> bool:
+        """Whether a function of one of these names may return a set (a row per element)."""
+        if not names:
+            return False
+        rows = self.planning.query(self.who, _SETS_SQL.format(names=", ".join(quote_literal(n) for n in sorted(names))))
+        return bool(rows[0]["sets"])
 
     def scope(self, select: ast.SelectStmt, ctes: set[str]) -> _Scope:
         items: list[_Item] = []
@@ -636,6 +678,121 @@ def _candidate(tree, pattern: str, select, old, new, why: str) -> Candidate:
     return Candidate(pattern, sql, why)
 
 
+# -- a deep OFFSET ------------------------------------------------------------------------
+# Deep: OFFSET m >= _DEEP_PAGES * LIMIT k, ten pages in or further: the statement reads at
+# least 11 times the rows it returns and throws more than 90% of what it reads away. Keyset
+# pagination changes the application's interface (it passes the last row's key, not a page
+# number): worth it where it saves most of what a call reads, not for the first pages.
+_DEEP_PAGES = 10
+# Select-list expressions FigureColname names "?column?" (no column of a table is)
+_UNNAMED = (ast.A_Const, ast.BoolExpr, ast.NullTest, ast.BooleanTest)
+
+
+def _whole(node) -> int | None:
+    """The value of a whole-number constant (a large one is a Float in the parse tree)."""
+    if isinstance(node, ast.A_Const) and not node.isnull:
+        if isinstance(node.val, ast.Integer):
+            return node.val.ival
+        if isinstance(node.val, ast.Float) and node.val.fval.isdigit():
+            return int(node.val.fval)
+    return None
+
+
+def _output_names(target: ast.ResTarget) -> set[str] | None:
+    """The name(s) PostgreSQL may give a select-list item (FigureColname), None where not
+    worked out here: an ORDER BY of a bare name sorts by the output column of that name
+    before the table's column (`SELECT id::text ... ORDER BY id` sorts text)."""
+    if target.name is not None:
+        return {target.name}
+
+    def names(node) -> set[str] | None:
+        if isinstance(node, ast.ColumnRef):
+            return {f.sval for f in node.fields[-1:] if isinstance(f, ast.String)}
+        if isinstance(node, ast.TypeCast):
+            inner = names(node.arg)
+            return None if inner is None else inner | {node.typeName.names[-1].sval}
+        if isinstance(node, ast.FuncCall):
+            return {node.funcname[-1].sval}
+        if isinstance(node, ast.A_Expr):
+            return {"nullif" if node.kind == A_Expr_Kind.AEXPR_NULLIF else "?column?"}
+        return {"?column?"} if isinstance(node, _UNNAMED) else None
+    return names(target.val)
+
+
+def _keyset(tree, cat: _Catalog) -> list[Candidate]:
+    """`ORDER BY key LIMIT k OFFSET m`, m a deep constant, the key plain NOT NULL columns of
+    the one relation read that hold a unique key, all ascending or all descending: the page
+    after the previous page's last row, `key > (that row's key)`, which an index on the key
+    finds without reading the m rows before it."""
+    s = tree
+    m, k = _whole(s.limitOffset), _whole(s.limitCount)
+    if not (s.op == 0 and s.sortClause and m is not None and k is not None and 1 <= k and m >= _DEEP_PAGES * k
+            and s.limitOption != LimitOption.LIMIT_OPTION_WITH_TIES and len(s.fromClause or ()) == 1
+            and isinstance(s.fromClause[0], ast.RangeVar)) or \
+            s.withClause or s.distinctClause or s.groupClause or s.havingClause or s.windowClause or \
+            s.lockingClause or s.intoClause:
+        return []
+    # a window function or a set-returning function counts rows the key does not
+    calls = [n for n in _nodes(s.targetList) if isinstance(n, ast.FuncCall)]
+    if any(c.over is not None for c in calls):
+        return []
+    scope = cat.scope(s, set())
+    if scope.items is None:
+        return []
+    sorts = []
+    for b in s.sortClause:
+        hit = scope.resolve(b.node) if b.useOp is None and b.sortby_dir != SortByDir.SORTBY_USING else None
+        if hit is None or not hit[2].notnull:
+            return []
+        sorts.append((b, hit[1]))
+    columns = [name for _, name in sorts]
+    desc = {b.sortby_dir == SortByDir.SORTBY_DESC for b, _ in sorts}
+    if len(desc) != 1 or len(set(columns)) != len(columns):
+        return []
+    bare = {name for b, name in sorts if len(b.node.fields) == 1}
+    for t in s.targetList:
+        itself = scope.resolve(t.val)
+        if itself is not None and t.name in (None, itself[1]) or \
+                isinstance(t.val, ast.ColumnRef) and isinstance(t.val.fields[-1], ast.A_Star):
+            continue
+        found = _output_names(t)
+        if found is None or found & bare:
+            return []
+    keys = [key for key in cat.unique_keys(scope.items[0].node) if key <= set(columns)]
+    if not keys or cat.returns_sets({c.funcname[-1].sval for c in calls}):
+        return []
+    first = max((p.number for p in _nodes(s) if isinstance(p, ast.ParamRef)), default=0) + 1
+    params = [ast.ParamRef(number=first + i) for i in range(len(sorts))]
+    cols = [copy.deepcopy(b.node) for b, _ in sorts]
+    op = "<" if desc == {True} else ">"
+    pred = _op(op, cols[0], params[0]) if len(cols) == 1 else \
+        _op(op, ast.RowExpr(args=tuple(cols), row_format=CoercionForm.COERCE_IMPLICIT_CAST),
+            ast.RowExpr(args=tuple(params), row_format=CoercionForm.COERCE_IMPLICIT_CAST))
+    rewrite = copy.deepcopy(s)
+    rewrite.limitOffset = None
+    rewrite.whereClause = _and(_conjuncts(rewrite.whereClause) + [pred])
+    # row m of the original order, its key as text; the ORDER BY qualified, so that it names
+    # the table's columns and not these outputs
+    alias = scope.items[0].name
+    probe = copy.deepcopy(s)
+    probe.targetList = tuple(ast.ResTarget(name=f"optischema_k{i}", val=_cast(_col(alias, c), "pg_catalog", "text"))
+                             for i, c in enumerate(columns, 1))
+    probe.sortClause = tuple(ast.SortBy(node=_col(alias, c), sortby_dir=b.sortby_dir, sortby_nulls=b.sortby_nulls)
+                             for b, c in sorts)
+    probe.limitCount, probe.limitOffset = _number(1), _number(m - 1)
+    new = ", ".join(f"${p.number}" for p in params)
+    key = sorted(min(keys, key=len))
+    return [Candidate(
+        "keyset_pagination", RawStream()(rewrite),
+        f"OFFSET {m} reads the {m} rows before the page and throws them away to return {k} ({m + k} rows read per "
+        f"call) -> keyset pagination on the ORDER BY key ({', '.join(columns)}): {new} "
+        f"{'is' if len(params) == 1 else 'are'} the {', '.join(columns)} of the previous page's last row (row {m} "
+        f"of the order here), and the first page is the statement without `{RawStream()(pred)}`. The key is "
+        f"NOT NULL and holds a unique key ({', '.join(key)}), so the order is total and no row is skipped or "
+        f"repeated; a btree index on ({', '.join(columns)}) finds the page without reading the rows before it",
+        RawStream()(probe))]
+
+
 def candidates(planning: Planning, who: Sender, text: str) -> tuple[list[Candidate], str | None]:
     """The rewrites of statement `text` worth proving, or why it was not looked at (one
     SELECT only); columns resolved as `who` (in a planning() block)."""
@@ -648,6 +805,6 @@ def candidates(planning: Planning, who: Sender, text: str) -> tuple[list[Candida
     cat = _Catalog(planning, who)
     out: list[Candidate] = []
     tree = stmts[0].stmt
-    for find in (_function_ranges, _correlated, _not_in, _type_mismatch, _no_ops, _coalesces):
+    for find in (_function_ranges, _correlated, _not_in, _type_mismatch, _no_ops, _coalesces, _keyset):
         out += find(tree, cat)
     return out, None

@@ -214,3 +214,52 @@ def test_a_year_of_an_indexed_column_gets_a_range_besides_it(where: str, rewritt
 ])
 def test_no_year_range_for_another_field_or_without_an_index(where: str) -> None:
     assert found(f"SELECT 1 FROM items WHERE {where}") == []
+
+
+class _Keys(_Catalog):
+    """`events` with a primary key on id; generate_series returns a set."""
+
+    def unique_keys(self, rv):
+        return [frozenset({"id"})] if rv.relname == "events" else []
+
+    def returns_sets(self, names):
+        return "generate_series" in names
+
+
+def keyset(sql: str) -> list[rewrites.Candidate]:
+    return rewrites._keyset(parse_sql(sql)[0].stmt, _Keys())
+
+
+def test_a_deep_offset_becomes_keyset_pagination_with_new_parameters_after_its_own() -> None:
+    (c,) = keyset("SELECT * FROM events WHERE day = $1 ORDER BY created_at, id LIMIT 20 OFFSET 5000")
+    assert c.pattern == "keyset_pagination"
+    assert c.sql == "SELECT * FROM events WHERE day = $1 AND (created_at, id) > ($2, $3) ORDER BY created_at, id LIMIT 20"
+    # row 5000 of the original order, its key as text, the ORDER BY qualified (a bare name
+    # would sort by the text output of that name)
+    assert c.derive == ("SELECT CAST(events.created_at AS pg_catalog.text) AS optischema_k1,"
+                        " CAST(events.id AS pg_catalog.text) AS optischema_k2 FROM events WHERE day = $1"
+                        " ORDER BY events.created_at, events.id LIMIT 1 OFFSET 4999")
+    (c,) = keyset("SELECT id FROM events e WHERE ref = 1 OR id < 9 ORDER BY e.id DESC FETCH FIRST 10 ROWS ONLY"
+                  " OFFSET 3000000000")
+    assert c.sql == "SELECT id FROM events AS e WHERE (ref = 1 OR id < 9) AND e.id < $1 ORDER BY e.id DESC LIMIT 10"
+    assert c.derive.endswith("ORDER BY e.id DESC LIMIT 1 OFFSET 2999999999")
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT id FROM events ORDER BY created_at LIMIT 20 OFFSET 5000",           # no unique key among them
+    "SELECT id FROM events ORDER BY ref, id LIMIT 20 OFFSET 5000",              # ref is nullable
+    "SELECT id FROM events ORDER BY id LIMIT 20 OFFSET 199",                    # under ten pages
+    "SELECT id FROM events ORDER BY id LIMIT $1 OFFSET $2",                     # how deep is not known
+    "SELECT id FROM events ORDER BY created_at DESC, id LIMIT 20 OFFSET 5000",  # two directions
+    "SELECT id::text FROM events ORDER BY id LIMIT 20 OFFSET 5000",             # sorts the output: text
+    "SELECT day AS id FROM events ORDER BY id LIMIT 20 OFFSET 5000",            # another column's alias
+    "SELECT id, generate_series(1, 2) FROM events ORDER BY id LIMIT 20 OFFSET 5000",   # rows per key
+    "SELECT id, row_number() OVER () FROM events ORDER BY id LIMIT 20 OFFSET 5000",
+    "SELECT DISTINCT id FROM events ORDER BY id LIMIT 20 OFFSET 5000",
+    "SELECT id FROM events ORDER BY id FETCH FIRST 20 ROWS WITH TIES OFFSET 5000",
+    "SELECT id FROM events, customers ORDER BY events.id LIMIT 20 OFFSET 5000",  # two relations
+    "SELECT id FROM customers ORDER BY id LIMIT 20 OFFSET 5000",                 # no unique index
+    "SELECT id FROM events ORDER BY id USING > LIMIT 20 OFFSET 5000",
+])
+def test_no_keyset_pagination_where_the_order_is_not_total_or_rows_are_not_the_keys(sql: str) -> None:
+    assert keyset(sql) == []

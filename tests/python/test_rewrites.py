@@ -373,7 +373,8 @@ def advised(conn: psycopg.Connection, qid: int, sql: str, extra_sets=None) -> di
     out = {}
     for c in found:
         with proof_session(conn, "test") as db:
-            out[c.pattern] = (c, prove(db, Statement(qid, sql), c.sql, 5000, extra_sets=extra_sets))
+            out[c.pattern] = (c, prove(db, Statement(qid, sql), c.sql, 5000, extra_sets=extra_sets,
+                                       derive=c.derive))
     return out
 
 
@@ -448,3 +449,92 @@ def test_a_year_of_an_indexed_column_becomes_a_range_in_the_session_time_zone(ov
     assert proof.runs[0]["rows"]["original"] == 366 * 12 and proof.cost_after < proof.cost_before
     # a month is no one range (the same statement for pg_stat_statements: the field is a constant)
     assert advised(conn, ids["year"], "SELECT id FROM readings WHERE extract(month FROM taken_at) = 1") == {}
+
+
+PAGES = "h12_pages_app"
+
+
+@pytest.fixture
+def pages(conn: psycopg.Connection):
+    """200,000 posts, four to a minute (created_at alone has ties), an index on (created_at,
+    id), a nullable note; read page by page by an application role: (conn, queryid of one of
+    its statements)."""
+    conn.execute(f"DROP ROLE IF EXISTS {PAGES}")
+    conn.execute(f"CREATE ROLE {PAGES}")
+    try:
+        conn.execute(f"GRANT CREATE ON SCHEMA public TO {PAGES}")
+        conn.execute(f"SET ROLE {PAGES}")
+        conn.execute("CREATE TABLE posts (id bigint PRIMARY KEY, created_at timestamptz NOT NULL,"
+                     " author int NOT NULL, note text)")
+        conn.execute("INSERT INTO posts SELECT g, timestamptz '2024-01-01 00:00+00' + (g / 4) * interval '1 minute',"
+                     " g % 97, CASE WHEN g % 3 <> 0 THEN 'n' || g % 10 END FROM generate_series(1, 200000) g")
+        conn.execute("CREATE INDEX ON posts (created_at, id)")
+        conn.execute("ANALYZE posts")
+        conn.execute("RESET ROLE")
+        conn.execute("SELECT optischema.snapshot()")
+        conn.execute(f"SET ROLE {PAGES}")
+        for page in (7000, 7001):
+            conn.execute("SELECT id, author FROM posts WHERE author <> 3 ORDER BY created_at, id LIMIT 20 OFFSET %s",
+                         (20 * page,))
+        conn.execute("RESET ROLE")
+        conn.execute("SELECT optischema.snapshot()")
+        yield conn, conn.execute("SELECT queryid FROM optischema.queries WHERE strpos(query, 'FROM posts') > 0"
+                                 ).fetchone()[0]
+    finally:
+        conn.execute("RESET ROLE")
+        conn.execute(f"DROP OWNED BY {PAGES}")
+        conn.execute(f"DROP ROLE {PAGES}")
+
+
+def test_a_deep_offset_becomes_keyset_pagination_proven_on_the_rows(pages) -> None:
+    conn, qid = pages
+    sql = "SELECT id, author FROM posts WHERE author <> 3 ORDER BY created_at, id LIMIT 20 OFFSET 140000"
+    (c, proof), = advised(conn, qid, sql).values()
+    assert c.pattern == "keyset_pagination"
+    assert proof.rewrite == ("SELECT id, author FROM posts WHERE author <> 3 AND (created_at, id) > ($1, $2)"
+                             " ORDER BY created_at, id LIMIT 20")
+    assert "$1, $2 are the created_at, id of the previous page's last row (row 140000" in c.explanation
+    assert "the first page is the statement without `(created_at, id) > ($1, $2)`" in c.explanation
+    # the rewrite's parameters: the key of row 140000 of the original order, read as the sender
+    last = conn.execute("SELECT created_at::text, id FROM posts WHERE author <> 3 ORDER BY created_at, id"
+                        " OFFSET 139999 LIMIT 1").fetchone()
+    (run,) = proof.runs
+    assert run["parameters"] == [] and run["same"] and run["rows"] == {"original": 20, "rewrite": 20}
+    assert run["rewrite_parameters"] == [f"'{last[0]}'::pg_catalog.timestamptz", f"'{last[1]}'::pg_catalog.int8"], run
+    assert proof.sources == {"1": "derived: from the original's rows, as its sender",
+                             "2": "derived: from the original's rows, as its sender"}
+    assert proof.cost_after * 100 < proof.cost_before
+    assert any(n.get("index") for n in proof.plan_after)
+    # descending, one column: `<`; row 100000 from the top is id 100001
+    (c, proof), = advised(conn, qid, "SELECT id FROM posts ORDER BY id DESC LIMIT 50 OFFSET 100000").values()
+    assert proof.rewrite == "SELECT id FROM posts WHERE id < $1 ORDER BY id DESC LIMIT 50"
+    assert proof.runs[0]["rewrite_parameters"] == ["'100001'::pg_catalog.int8"] and proof.runs[0]["same"]
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT id FROM posts ORDER BY created_at LIMIT 20 OFFSET 140000",          # ties: no unique key
+    "SELECT id FROM posts ORDER BY note, id LIMIT 20 OFFSET 140000",            # a nullable column
+    "SELECT id FROM posts ORDER BY created_at, id LIMIT 20 OFFSET 100",         # five pages in: shallow
+    "SELECT id::text FROM posts ORDER BY id LIMIT 20 OFFSET 140000",            # sorts the text output
+    "SELECT id FROM posts ORDER BY created_at DESC, id LIMIT 20 OFFSET 140000",  # two directions
+])
+def test_no_keyset_pagination_where_the_order_has_ties_or_nulls_or_the_offset_is_shallow(pages, sql: str) -> None:
+    conn, qid = pages
+    assert advised(conn, qid, sql) == {}
+
+
+def test_a_wrong_derived_key_fails_the_proof(pages) -> None:
+    """The traps: the key of the page's own first row (a row skipped), or `>=` (a row
+    repeated): both are one row off, and the proof, comparing in order, rejects them."""
+    conn, qid = pages
+    sql = "SELECT id, author FROM posts WHERE author <> 3 ORDER BY created_at, id LIMIT 20 OFFSET 140000"
+    (c, _), = advised(conn, qid, sql).values()
+    st = Statement(qid, sql)
+    for rewrite, derive in ((c.sql, c.derive.replace("OFFSET 139999", "OFFSET 140000")),
+                            (c.sql.replace(") > (", ") >= ("), c.derive)):
+        with proof_session(conn, "test") as db, pytest.raises(Rejected, match="different results for parameter set 1"):
+            prove(db, st, rewrite, 5000, derive=derive)
+    # and a rewrite taking more parameters than the original without a way to derive them
+    with proof_session(conn, "test") as db, pytest.raises(Rejected, match="parameters"):
+        prove(db, st, c.sql, 5000)
+

@@ -141,6 +141,15 @@ def seen_running(conn: psycopg.Connection, role: str, sql: str) -> int:
     return qid
 
 
+def finished_and_seen_running(conn: psycopg.Connection, role: str, sql: str) -> int:
+    """`sql` run to the end twice by `role` (pg_stat_statements has it, normalized), and one
+    more execution of it seen running: its queryid."""
+    with psycopg.connect(conn.info.dsn, user=role) as app:
+        for _ in range(2):
+            app.execute(sql).fetchall()
+    return seen_running(conn, role, sql)
+
+
 def test_a_statement_that_never_finishes_gets_rewrite_advice(running_db) -> None:
     """The rewrite advice reads the statements seen running too: the slowest may never
     finish. Its sampled text (constants and all) is rewritten and proven like any other."""
@@ -199,10 +208,7 @@ def test_a_constant_pg_stat_statements_hides_is_read_in_an_execution(running_db)
     conn, role = running_db
     conn.execute("CREATE INDEX ON cov_run (id)")
     sql = "SELECT pad FROM cov_run WHERE id + 0 = 777"
-    with psycopg.connect(conn.info.dsn, user=role) as app:
-        for _ in range(2):
-            app.execute(sql).fetchall()
-    qid = seen_running(conn, role, sql)
+    qid = finished_and_seen_running(conn, role, sql)
     assert conn.execute("SELECT sum(calls) FROM pg_stat_statements WHERE queryid = %s", (qid,)).fetchone()[0] == 2
     assert conn.execute("SELECT query FROM optischema.queries WHERE queryid = %s", (qid,)).fetchone()[0] == \
         "SELECT pad FROM cov_run WHERE id + $1 = $2"
@@ -221,6 +227,27 @@ def test_a_constant_pg_stat_statements_hides_is_read_in_an_execution(running_db)
     check(conn)
     assert conn.execute("SELECT count(*) FROM optischema.recommendations WHERE kind = 'rewrite'"
                         " AND %s = ANY (queryids)", (qid,)).fetchone()[0] == 1
+
+
+def test_a_deep_offset_seen_running_gets_keyset_pagination(running_db) -> None:
+    """`LIMIT $1 OFFSET $2` in pg_stat_statements says nothing of how deep the pages go: an
+    execution's text does, and the rewrite made of it is proven with the key of its row."""
+    conn, role = running_db
+    conn.execute("ALTER TABLE cov_run ADD PRIMARY KEY (id)")
+    sql = "SELECT id, pad FROM cov_run ORDER BY id LIMIT 20 OFFSET 150000"
+    qid = finished_and_seen_running(conn, role, sql)
+    result = check(conn)
+    assert [(c["pattern"], c["accepted"]) for c in result["candidates"] if c["queryid"] == qid] == \
+        [("keyset_pagination", True)], result
+    ddl, evidence, title, benefit = conn.execute(
+        "SELECT ddl, evidence, title, benefit FROM optischema.recommendations WHERE kind = 'rewrite'"
+        " AND %s = ANY (queryids)", (qid,)).fetchone()
+    assert ddl == "SELECT id, pad FROM cov_run WHERE id > $1 ORDER BY id LIMIT 20"
+    assert title.startswith(f"Rewrite query {qid}: keyset pagination instead of a deep OFFSET; same results on 1")
+    assert evidence["pattern"] == "keyset_pagination" and evidence["run_as"] == role
+    assert [(r["parameters"], r["rewrite_parameters"], r["rows"]) for r in evidence["runs"]] == \
+        [([], ["'150000'::pg_catalog.int4"], {"original": 20, "rewrite": 20})]
+    assert benefit["cost_after"] * 100 < benefit["cost_before"], benefit
 
 
 def test_samples_between_snapshots_catch_what_snapshots_miss(running_db) -> None:
