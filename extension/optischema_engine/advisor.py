@@ -351,15 +351,19 @@ def _workload_cost(reads: list[Analysed], writes: dict[str, TableWrites], s: Set
         sum(upkeep(tw, [], s.write_cost_per_entry) for tw in writes.values())
 
 
-def _fraction(values: ValueSource, t: Table, column: str, value: str) -> float:
-    """Share of the table's rows with column = value, from pg_stats (1.0 if unknown)."""
+def _fraction(values: ValueSource, t: Table, column: str, op: str, value: str) -> float:
+    """Share of the table's rows with `column op value` (op '=' or '<>'), from pg_stats
+    (1.0 if unknown)."""
     st = values.stats(Relation(t.schema, t.name), column)
     if st is None:
         return 1.0
     if value in st.mcv:
-        return st.freqs[st.mcv.index(value)]
-    rest = 1.0 - sum(st.freqs)
-    return min(rest, st.freqs[-1]) if st.freqs else rest
+        equal = st.freqs[st.mcv.index(value)]
+    else:
+        rest = 1.0 - sum(st.freqs)
+        equal = min(rest, st.freqs[-1]) if st.freqs else rest
+    # NULLs are neither equal nor unequal
+    return equal if op == "=" else max(0.0, 1.0 - equal - st.null_frac)
 
 
 def _table_key(t: Table) -> str:
@@ -410,7 +414,7 @@ def _evaluate(wi: WhatIf, values: ValueSource, reads: list[Analysed], s: Setting
             tables[tkey] = t
             uses.setdefault(a.key, {}).setdefault(tkey, set()).update(
                 u.eq + u.ordered + u.like + [c for _, c in u.exprs])
-            ok = lambda col, val, t=t: _fraction(values, t, col, val) <= s.partial_max_fraction
+            ok = lambda col, op, val, t=t: _fraction(values, t, col, op, val) <= s.partial_max_fraction
             few = lambda col, t=t: _few_values(values, t, col)
             for c in for_table(t, u, s.max_key_columns, ok, few):
                 cands.setdefault(c.identity(), c)
@@ -554,8 +558,7 @@ def _create_rec(c: Candidate, options: dict[str, Option], final: list[str], join
     t = catalog.table(c.schema, c.table)
     served = [by_key[q] for q in joint.get(o.ident, {})]
     taken = {ix.name for tb in catalog.tables() if tb.schema == c.schema for ix in tb.indexes}
-    parts = [k.name_part() for k in c.keys] + (["where", c.predicate[0], c.predicate[1]] if c.predicate else [])
-    name = ddl.index_name(c.table, parts, c.identity(), taken)
+    name = ddl.index_name(c.table, c.name_parts(), c.identity(), taken)
     spec = c.spec(catalog.db, t, name)
     per_query, saved = [], 0.0
     for a in served:

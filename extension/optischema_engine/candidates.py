@@ -1,8 +1,9 @@
 """Index candidates from one query's own plan: equality columns first, then one range,
 sort or group column; LIKE prefix columns with text_pattern_ops; expressions; partial
-indexes for equality predicates whose value never changes; INCLUDE of the few other
+indexes for `=` and `<>` predicates whose value never changes; INCLUDE of the few other
 columns a query reads, for an index-only scan. No index is led by a column of few values
-(a boolean, a status): a selective constant of one is a partial index's predicate instead."""
+(a boolean, a status): a selective constant of one is a partial index's predicate instead
+(`status = 'blocked'`, or `status <> 'done'` where most rows are done)."""
 from __future__ import annotations
 
 import itertools
@@ -44,13 +45,14 @@ class Candidate:
     schema: str
     table: str
     keys: tuple[KeyPart, ...]
-    predicate: tuple[str, str] | None = None     # (column, value): WHERE column = 'value'
+    predicate: tuple[str, str, str] | None = None     # (column, '=' or '<>', value): WHERE column = 'value'
     include: tuple[str, ...] = ()
 
     def predicate_sql(self) -> str | None:
         if not self.predicate:
             return None
-        return f"{ddl.quote_ident(self.predicate[0])} = {quote_literal(self.predicate[1])}"
+        col, op, value = self.predicate
+        return f"{ddl.quote_ident(col)} {op} {quote_literal(value)}"
 
     def key_sql(self) -> list[str]:
         return [k.sql() for k in self.keys]
@@ -69,6 +71,14 @@ class Candidate:
         return ddl.create_index(None, self.schema, self.table, self.key_sql(),
                                 [ddl.quote_ident(c) for c in self.include], self.predicate_sql(), concurrently=False)
 
+    def name_parts(self) -> list[str]:
+        """The words of its index name (ddl.index_name)."""
+        parts = [k.name_part() for k in self.keys]
+        if self.predicate:
+            col, op, value = self.predicate
+            parts += ["where", col] + (["not"] if op == "<>" else []) + [value]
+        return parts
+
     def columns(self) -> set[str]:
         cols = {k.column for k in self.keys} | set(self.include)
         return cols | {self.predicate[0]} if self.predicate else cols
@@ -86,7 +96,7 @@ class Candidate:
         out = {"table": t.oid, "name": name, "method": "btree", "keys": keys,
                "include": [indexspec.column(t, c) for c in self.include]}
         if self.predicate:
-            out["where"] = indexspec.equals(db, t, *self.predicate)
+            out["where"] = indexspec.compares(db, t, *self.predicate)
         return out
 
     def extends(self, other: "Candidate") -> bool:
@@ -106,7 +116,7 @@ class Usage:
     group: list[str] = field(default_factory=list)       # GROUP BY columns, in order
     like: list[str] = field(default_factory=list)
     exprs: list[tuple[str, str]] = field(default_factory=list)
-    fixed: list[tuple[str, str]] = field(default_factory=list)   # (column, constant value)
+    fixed: list[tuple[str, str, str]] = field(default_factory=list)   # (column, '=' or '<>', constant value)
     reads: set[str] = field(default_factory=set)                 # columns the scan returns
     filtered: set[str] = field(default_factory=set)              # columns compared, in any way
     above: set[str] = field(default_factory=set)                 # names the plan computes with above the scan
@@ -117,8 +127,10 @@ def _add(lst: list, item) -> None:
         lst.append(item)
 
 
-def usage_by_alias(f: PlanFacts, fixed_params: dict[int, str], constants_fixed: bool = True) -> dict[str, Usage]:
-    """constants_fixed: a constant written in the text is the statement's every time (a
+def usage_by_alias(f: PlanFacts, fixed_params: dict[int, tuple[str, str]], constants_fixed: bool = True) \
+        -> dict[str, Usage]:
+    """fixed_params: parameters that always had the same value (params.ParamPlan.fixed).
+    constants_fixed: a constant written in the text is the statement's every time (a
     partial-index predicate may rely on it); not so in the text of one execution."""
     single = next(iter(f.relations)) if len(f.relations) == 1 else None
     out: dict[str, Usage] = {}
@@ -126,6 +138,14 @@ def usage_by_alias(f: PlanFacts, fixed_params: dict[int, str], constants_fixed: 
     def alias_of(op) -> str | None:
         a = op.alias or single
         return a if a in f.relations else None
+
+    def fixed(u: Usage, c: Condition) -> None:
+        """A comparison with one value, every time: a partial index's predicate."""
+        right = c.right
+        if right.kind == "param" and fixed_params.get(right.param, (None,))[0] == c.op:
+            _add(u.fixed, (c.left.column, c.op, fixed_params[right.param][1]))
+        elif right.kind == "const" and constants_fixed:        # a constant written in the text
+            _add(u.fixed, (c.left.column, c.op, right.value))
 
     def note(c: Condition) -> None:
         left, right = c.left, c.right
@@ -146,10 +166,10 @@ def usage_by_alias(f: PlanFacts, fixed_params: dict[int, str], constants_fixed: 
             _add(u.eq, left.column)
             if c.op == "= ANY":
                 _add(u.in_list, left.column)
-            if c.op == "=" and right.kind == "param" and right.param in fixed_params:
-                _add(u.fixed, (left.column, fixed_params[right.param]))
-            elif c.op == "=" and right.kind == "const" and constants_fixed:   # a constant written in the text
-                _add(u.fixed, (left.column, right.value))
+            if c.op == "=":
+                fixed(u, c)
+        elif c.op == "<>":
+            fixed(u, c)
         elif c.op in RANGE_OPS and right.kind in ("param", "const"):
             _add(u.ordered, left.column)
             _add(u.ranged, left.column)
@@ -178,7 +198,7 @@ def usage_by_alias(f: PlanFacts, fixed_params: dict[int, str], constants_fixed: 
 def for_table(table: Table, u: Usage, max_keys: int, fixed_max_fraction_ok, few_values=lambda column: False) \
         -> set[Candidate]:
     """Candidates for one table from one query's usage. fixed_max_fraction_ok(column, value)
-    says whether a constant equality is selective enough to become a partial-index predicate;
+    says whether `column op value` keeps few enough rows to become a partial-index predicate;
     few_values(column) whether a column has too few distinct values to lead an index."""
     cols = table.columns
     # a scan returning every column may be the planner's whole row: what is used is above it
@@ -227,14 +247,14 @@ def for_table(table: Table, u: Usage, max_keys: int, fixed_max_fraction_ok, few_
         if names and 0 < len(extra) <= MAX_INCLUDE:
             out.add(Candidate(table.schema, table.name, tuple(KeyPart(c) for c in names), include=extra))
     pk = next((ix.keys[0] for ix in table.indexes if ix.primary and ix.keys and ix.keys[0] in cols), None)
-    for col, value in u.fixed:
-        if col not in cols or not fixed_max_fraction_ok(col, value):
+    for col, op, value in u.fixed:
+        if col not in cols or not fixed_max_fraction_ok(col, op, value):
             continue
         others = [k for k in keys if all(p.column != col for p in k) and len(k) <= 2]
         if not others and pk not in (None, col):
             others = [(KeyPart(pk),)]          # the constant is all the query selects by: any small key will do
         for k in others:
-            out.add(Candidate(table.schema, table.name, k, predicate=(col, value)))
+            out.add(Candidate(table.schema, table.name, k, predicate=(col, op, value)))
     return {c for c in out
             if not covered_by_existing(c, table) and not (c.keys[0].func is None and few_values(c.keys[0].column))}
 

@@ -32,15 +32,16 @@ ORDER BY p.proargtypes[0] = $2::oid DESC, p.oid
 LIMIT 1"""
 
 # The equality of the column type's default btree operator class (what `column = constant`
-# means in a query), and the type its constant is read as.
+# means in a query), its negator (`<>`), and the type its constant is read as.
 _EQUALS_SQL = """
-SELECT ao.amopopr::bigint AS op,
+SELECT ao.amopopr::bigint AS op, o.oprnegate::bigint AS negator,
        (CASE WHEN ty.typtype = 'p' THEN $1::oid ELSE oc.opcintype END)::bigint AS type
 FROM pg_catalog.pg_opclass oc
 JOIN pg_catalog.pg_am am ON am.oid = oc.opcmethod AND am.amname = 'btree'
 JOIN pg_catalog.pg_type ty ON ty.oid = oc.opcintype
 JOIN pg_catalog.pg_amop ao ON ao.amopfamily = oc.opcfamily AND ao.amopstrategy = 3
      AND ao.amoplefttype = oc.opcintype AND ao.amoprighttype = oc.opcintype
+JOIN pg_catalog.pg_operator o ON o.oid = ao.amopopr
 WHERE oc.opcdefault
   AND (oc.opcintype = $1::oid
        OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast k
@@ -108,13 +109,17 @@ def function_call(db: Database, t: Table, func: str, col: str) -> dict:
     return {"func": int(row["oid"]), "args": [arg]}
 
 
-def equals(db: Database, t: Table, col: str, value: str) -> dict:
-    """`col = 'value'` with the equality of the column type's default btree operator class."""
+def compares(db: Database, t: Table, col: str, op: str, value: str) -> dict:
+    """`col = 'value'` (op '=') with the equality of the column type's default btree operator
+    class, or `col <> 'value'` (op '<>') with its negator."""
     arg = column(t, col)
     row = _one(db, _EQUALS_SQL, [t.columns[col].typid])
     if row is None:
         raise Unbuildable(f"type {t.columns[col].type} of {col!r} has no default btree equality")
-    return {"op": int(row["op"]), "args": [arg, {"const": value, "type": int(row["type"])}]}
+    oid = row["op"] if op == "=" else row["negator"] if op == "<>" else None
+    if not oid:
+        raise Unbuildable(f"no operator {op} for type {t.columns[col].type} of {col!r}")
+    return {"op": int(oid), "args": [arg, {"const": value, "type": int(row["type"])}]}
 
 
 def opclass(db: Database, name: str) -> int:

@@ -75,9 +75,9 @@ class Settings:
     """Key columns of a candidate at most (INCLUDE columns not counted)."""
     param_samples: int = 3
     """Representative parameter sets a query is costed with (custom plans; mean cost taken)."""
-    partial_max_fraction: float = 0.2
-    """A constant equality becomes a partial-index predicate only if it keeps at most this
-    fraction of the table's rows."""
+    partial_max_fraction: float = 0.5
+    """A comparison with one constant every time (`=` or `<>`) becomes a partial-index
+    predicate only if it keeps at most this fraction of the table's rows."""
     time_budget_s: float = 60.0
     """Stop evaluating further candidates after this many seconds (the best set so far is kept)."""
     drop_unused_min_window_s: float = 7 * 86400.0

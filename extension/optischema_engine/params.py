@@ -33,7 +33,7 @@ GROUP BY 1, 2, 3, 4, 5, 6"""
 _STATS_SQL = """
 SELECT s.attname AS column, s.most_common_vals::text::text[] AS mcv, s.most_common_freqs::float8[] AS freqs,
        s.histogram_bounds::text::text[] AS hist, s.n_distinct::float8 AS n_distinct,
-       s.correlation::float8 AS correlation
+       s.correlation::float8 AS correlation, s.null_frac::float8 AS null_frac
 FROM pg_catalog.pg_stats s WHERE s.schemaname = $1 AND s.tablename = $2"""
 # ... and only the columns whose rows role $3 may read (its privileges, row security)
 _READER_SQL = """
@@ -80,6 +80,7 @@ class ColumnStats:
     hist: list[str] = field(default_factory=list)
     n_distinct: float = 0.0          # pg_stats: a count, or minus a fraction of the rows; 0 unknown
     correlation: float | None = None
+    null_frac: float = 0.0
 
     def mean_fraction(self, reltuples: float) -> float | None:
         """The share of the rows an equality with a value drawn like the rows' own matches
@@ -128,7 +129,7 @@ class ValueSource:
             for r in rows:
                 self._stats[key].setdefault(r["column"], ColumnStats(
                     list(r["mcv"] or []), list(r["freqs"] or []), list(r["hist"] or []),
-                    float(r["n_distinct"] or 0.0), r["correlation"]))
+                    float(r["n_distinct"] or 0.0), r["correlation"], float(r["null_frac"] or 0.0)))
         return self._stats[key].get(column)
 
     def seen(self, queryids: list[int], relid: int, column: str, op: str, userid: int) -> list[tuple[str, float]]:
@@ -145,7 +146,9 @@ class ParamPlan:
     """How a query's parameters get values: per-sample argument lists (SQL literals with
     casts) for custom plans, or none (then the generic plan is used)."""
     samples: list[list[str]]
-    fixed: dict[int, str]         # parameters that always had the same value: partial-index predicates
+    # parameters that always had the same value, compared with = or <>: (operator, value),
+    # partial-index predicates
+    fixed: dict[int, tuple[str, str]]
     source: dict[int, str]        # per parameter: 'qualstats', 'pg_stats', 'rows_per_call', 'null'
 
 
@@ -184,7 +187,7 @@ def plan_params(types: list[str], facts: PlanFacts, relids: dict[str, int], limi
             bound.setdefault(n, (facts.relations[alias], relids[alias], c.left.column, op, pos))
     per_param: dict[int, list[str]] = {}
     source: dict[int, str] = {}
-    fixed: dict[int, str] = {}
+    fixed: dict[int, tuple[str, str]] = {}
     missing = False
     for n in range(1, len(types) + 1):
         if given and n in given:
@@ -201,8 +204,8 @@ def plan_params(types: list[str], facts: PlanFacts, relids: dict[str, int], limi
                 at = by_weight(seen, min(samples, len(seen)))
                 per_param[n] = [seen[(i + pos) % len(seen)][0] for i in at]
                 source[n] = "qualstats"
-                if len(seen) == 1 and seen[0][1] >= 2 and op == "=":
-                    fixed[n] = seen[0][0]
+                if len(seen) == 1 and seen[0][1] >= 2 and op in ("=", "<>"):
+                    fixed[n] = (op, seen[0][0])
             else:
                 vals = [_stats_value(values.stats(rel, column, reader), op, k, samples) for k in range(samples)]
                 vals = [v for v in vals if v is not None]

@@ -23,7 +23,7 @@ from .verdict import Draft, Rejected, Verdict, rejected
 EXPRESSION_FUNCTIONS = frozenset({"lower", "upper"})
 
 
-def _predicate(t: Table, where: str | None) -> tuple[str, str] | None:
+def _predicate(t: Table, where: str | None) -> tuple[str, str, str] | None:
     """The one partial-index shape OptiSchema builds: `column = constant`."""
     if where is None or not where.strip():
         return None
@@ -36,7 +36,7 @@ def _predicate(t: Table, where: str | None) -> tuple[str, str] | None:
         raise Rejected(f"partial-index predicate {where!r} is not of the form column = constant")
     col = names.columns(t, [toks[0].text])[0]
     value = toks[2].text[1:-1].replace("''", "'") if toks[2].kind == "string" else toks[2].text.lower()
-    return col, value
+    return col, "=", value
 
 
 def _key(t: Table, text: str) -> KeyPart:
@@ -117,8 +117,7 @@ def check(conn: psycopg.Connection, p: IndexProposal, targets: list[Target], min
         return rejected(e)
 
     taken = {ix.name for ix in t.indexes}
-    parts = [k.name_part() for k in c.keys] + (["where", c.predicate[0], c.predicate[1]] if c.predicate else [])
-    name = ddl.index_name(c.table, parts, c.identity(), taken)
+    name = ddl.index_name(c.table, c.name_parts(), c.identity(), taken)
     try:
         spec = c.spec(db, t, name)
     except Unbuildable as e:

@@ -29,7 +29,7 @@ def test_index_name_is_deterministic_short_and_unique():
 
 
 def test_create_and_drop_ddl():
-    c = Candidate("public", "Orders", (KeyPart("created_at"),), predicate=("status", "it's"))
+    c = Candidate("public", "Orders", (KeyPart("created_at"),), predicate=("status", "=", "it's"))
     sql = ddl.create_index("orders_x_idx", c.schema, c.table, c.key_sql(), [], c.predicate_sql())
     assert sql == ("CREATE INDEX CONCURRENTLY orders_x_idx ON public.\"Orders\" USING btree (created_at) "
                    "WHERE status = 'it''s'")

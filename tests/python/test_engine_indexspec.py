@@ -32,12 +32,19 @@ def _built(conn: psycopg.Connection, spec: dict) -> str:
 def test_a_candidate_is_built_as_the_index_it_means(conn: psycopg.Connection, db: PsycopgDatabase) -> None:
     t = Catalog(db).table("public", "t;x")
     c = Candidate("public", "t;x", (KeyPart("v", func="lower"), KeyPart("s--$", opclass="text_pattern_ops")),
-                  predicate=("m", "ok"), include=("a",))
+                  predicate=("m", "=", "ok"), include=("a",))
     assert _built(conn, c.spec(db, t, "i;1")) == (
         'CREATE INDEX "i;1" ON public."t;x" USING btree (lower((v)::text), "s--$" text_pattern_ops) INCLUDE (a)'
         " WHERE (m = 'ok'::mood)")
-    numeric = Candidate("public", "t;x", (KeyPart("a"),), predicate=("n", "1.50"))
+    numeric = Candidate("public", "t;x", (KeyPart("a"),), predicate=("n", "=", "1.50"))
     assert _built(conn, numeric.spec(db, t, "i;2")).endswith("USING btree (a) WHERE (n = 1.50)")
+    # `<>`: the negator of the type's btree equality (for an enum too)
+    for name, pred, shown in (("i;3", ("m", "<>", "sad"), "WHERE (m <> 'sad'::mood)"),
+                              ("i;4", ("v", "<>", "x"), "WHERE ((v)::text <> 'x'::text)")):
+        c = Candidate("public", "t;x", (KeyPart("a"),), predicate=pred)
+        assert _built(conn, c.spec(db, t, name)).endswith(f"USING btree (a) {shown}")
+    with pytest.raises(Unbuildable, match="no operator < for"):
+        Candidate("public", "t;x", (KeyPart("a"),), predicate=("n", "<", "1")).spec(db, t, "i;5")
 
 
 def test_a_function_of_another_role_is_not_described(conn: psycopg.Connection, db: PsycopgDatabase) -> None:

@@ -240,6 +240,39 @@ def test_partial_index_for_a_constant_pg_stat_statements_normalized(engine_conn)
     assert all(x.index_spec.get("where") is None for x in creates(r)), "without the constants: no predicate"
 
 
+def test_partial_index_for_the_rows_an_inequality_keeps(engine_conn):
+    """`status <> 'closed'` every time (pg_qualstats saw the one value of `status <> $2`), and
+    two thirds of the tickets are closed: the open third is the index's rows. `status <>
+    'open'` keeps two thirds, more than partial_max_fraction: no predicate."""
+    engine_conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    engine_conn.execute("CREATE EXTENSION pg_qualstats")
+    setup(engine_conn, TICKETS)
+
+    def sent(value: str) -> None:
+        for account in (7, 8, 9):
+            engine_conn.execute(f"SELECT id, created_at FROM tickets WHERE account_id = {account}"
+                                f" AND status <> '{value}' ORDER BY created_at")
+
+    sent("closed")
+    queryid, text = engine_conn.execute(
+        "SELECT queryid, query FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname"
+        " = current_database()) AND query LIKE 'SELECT id, created_at FROM tickets WHERE account_id = $1%'").fetchone()
+    engine_conn.execute("INSERT INTO optischema.query_roles VALUES (%s, current_user::regrole, current_user, 1, 1)",
+                        (queryid,))
+
+    def advised(value: str):
+        engine_conn.execute("SELECT pg_qualstats_reset()")
+        sent(value)
+        with engine_conn.transaction(force_rollback=True):
+            return creates(advise(PsycopgDatabase(engine_conn), [WorkloadQuery(queryid, text, 500, 9000.0, 40000)],
+                                  Activity(3600.0), Settings(min_calls=1)))
+
+    (rec,) = advised("closed")
+    assert rec.ddl.endswith("(account_id) WHERE status <> 'closed'"), rec.ddl
+    assert rec.index_name == "tickets_account_id_where_status_not_closed_idx"
+    assert [r.index_spec.get("where") for r in advised("open")] == [None]
+
+
 EVENTS = """
 CREATE TABLE events (id bigint PRIMARY KEY, customer_id int NOT NULL, created_at timestamptz NOT NULL, url text);
 INSERT INTO events SELECT g, (g * 7919) % 20000, '2024-01-01'::timestamptz + g * interval '1 second', '/p'

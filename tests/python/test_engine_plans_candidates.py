@@ -44,7 +44,7 @@ def test_equality_then_order_by_under_limit():
     u = usage_by_alias(f, {})["orders"]
     assert u.eq == ["customer_id"] and u.ordered == ["created_at"]
     t = table("orders", ["id", "customer_id", "created_at", "status", "total"])
-    keys = keysets(for_table(t, u, 3, lambda c, v: True))
+    keys = keysets(for_table(t, u, 3, lambda c, o, v: True))
     assert ("customer_id", "created_at") in keys
     assert ("created_at", "customer_id") not in keys           # range/sort column never first before equality
 
@@ -53,7 +53,7 @@ def test_expression_candidate_for_lower_email():
     f = facts(root(SHOP["customer_by_email"]["plan"]))
     u = usage_by_alias(f, {})["customers"]
     t = table("customers", ["id", "email"])
-    assert keysets(for_table(t, u, 3, lambda c, v: True)) == {("lower(email)",)}
+    assert keysets(for_table(t, u, 3, lambda c, o, v: True)) == {("lower(email)",)}
 
 
 def test_join_key_of_the_inner_side_becomes_a_candidate():
@@ -66,9 +66,9 @@ def test_join_key_of_the_inner_side_becomes_a_candidate():
 def test_like_uses_pattern_ops_only_under_a_non_c_collation():
     f = facts(root(SHOP["sku_prefix_search"]["plan"]))
     u = usage_by_alias(f, {})["products"]
-    assert keysets(for_table(table("products", ["sku"], c_collation=False), u, 3, lambda c, v: True)) == \
+    assert keysets(for_table(table("products", ["sku"], c_collation=False), u, 3, lambda c, o, v: True)) == \
         {("sku text_pattern_ops",)}
-    assert keysets(for_table(table("products", ["sku"], c_collation=True), u, 3, lambda c, v: True)) == {("sku",)}
+    assert keysets(for_table(table("products", ["sku"], c_collation=True), u, 3, lambda c, o, v: True)) == {("sku",)}
 
 
 def test_partial_index_only_for_a_fixed_and_selective_value():
@@ -76,14 +76,14 @@ def test_partial_index_only_for_a_fixed_and_selective_value():
     u = usage_by_alias(f, {})["tasks"]
     assert u.in_list == ["status"]
     t = table("tasks", ["id", "assignee_id", "status", "due_date"])
-    cands = for_table(t, u, 3, lambda c, v: True)
+    cands = for_table(t, u, 3, lambda c, o, v: True)
     assert not any(c.predicate for c in cands)                 # no fixed value: no partial index
     keys = keysets(cands)
     assert ("assignee_id", "status") in keys and ("status", "assignee_id") not in keys   # IN list after '='
-    u.fixed = [("status", "blocked")]
-    partial = {tuple(c.key_sql()) for c in for_table(t, u, 3, lambda c, v: v == "blocked") if c.predicate}
+    u.fixed = [("status", "=", "blocked")]
+    partial = {tuple(c.key_sql()) for c in for_table(t, u, 3, lambda c, o, v: v == "blocked") if c.predicate}
     assert ("due_date",) in partial
-    assert not {c for c in for_table(t, u, 3, lambda c, v: False) if c.predicate}   # not selective: none
+    assert not {c for c in for_table(t, u, 3, lambda c, o, v: False) if c.predicate}   # not selective: none
 
 
 def test_never_propose_what_an_existing_index_covers():
@@ -92,7 +92,7 @@ def test_never_propose_what_an_existing_index_covers():
     assert covered_by_existing(Candidate("public", "orders", (KeyPart("customer_id"), KeyPart("created_at"))), t)
     assert not covered_by_existing(Candidate("public", "orders", (KeyPart("created_at"),)), t)
     assert not covered_by_existing(
-        Candidate("public", "orders", (KeyPart("customer_id"),), predicate=("status", "x")), t)
+        Candidate("public", "orders", (KeyPart("customer_id"),), predicate=("status", "=", "x")), t)
 
 
 def test_write_statement_facts():
@@ -103,7 +103,7 @@ def test_write_statement_facts():
 def test_candidate_extends_prefix_with_same_predicate_only():
     a = Candidate("public", "t", (KeyPart("a"),))
     ab = Candidate("public", "t", (KeyPart("a"), KeyPart("b")))
-    ab_p = Candidate("public", "t", (KeyPart("a"), KeyPart("b")), predicate=("s", "x"))
+    ab_p = Candidate("public", "t", (KeyPart("a"), KeyPart("b")), predicate=("s", "=", "x"))
     assert ab.extends(a) and not a.extends(ab) and not ab_p.extends(a)
 
 
@@ -113,12 +113,12 @@ def test_include_variants_for_few_extra_columns_only():
     f = facts(root(SAAS["my_open_tasks"]["plan"]))
     u = usage_by_alias(f, {})["tasks"]
     t = table("tasks", ["id", "title", "assignee_id", "status", "due_date", "body"])
-    inc = {(tuple(c.key_sql()), c.include) for c in for_table(t, u, 3, lambda c, v: True) if c.include}
+    inc = {(tuple(c.key_sql()), c.include) for c in for_table(t, u, 3, lambda c, o, v: True) if c.include}
     assert inc == {(("assignee_id", "status", "due_date"), ("id", "title")),
                    (("assignee_id", "status"), ("due_date", "id", "title"))}
-    assert any("INCLUDE (id, title)" in c.hypo_ddl() for c in for_table(t, u, 3, lambda c, v: True))
+    assert any("INCLUDE (id, title)" in c.hypo_ddl() for c in for_table(t, u, 3, lambda c, o, v: True))
     wide = Usage(eq=["a"], reads=set("bcdef"))                             # 5 other columns: none
-    assert not [c for c in for_table(table("w", list("abcdefg")), wide, 3, lambda c, v: True) if c.include]
+    assert not [c for c in for_table(table("w", list("abcdefg")), wide, 3, lambda c, o, v: True) if c.include]
 
 
 def test_covering_candidate_includes_filtered_columns():
@@ -126,7 +126,7 @@ def test_covering_candidate_includes_filtered_columns():
     (status, total) answers it from the index alone; status is only compared, never returned."""
     u = Usage(eq=["customer_id"], reads={"total"}, filtered={"customer_id", "status"})
     t = table("orders", ["id", "customer_id", "status", "total", "created_at"])
-    cands = for_table(t, u, 3, lambda c, v: True)
+    cands = for_table(t, u, 3, lambda c, o, v: True)
     assert {(tuple(c.key_sql()), c.include) for c in cands if c.include} == {(("customer_id",), ("status", "total"))}
 
 
@@ -134,22 +134,22 @@ def test_a_column_of_few_values_leads_no_index():
     """status (3 values) is an equality column next to account_id: it comes second, never
     first; its selective constant becomes a partial index's predicate instead."""
     few = lambda c: c == "status"
-    u = Usage(eq=["status", "account_id"], ordered=["created_at"], fixed=[("status", "blocked")])
+    u = Usage(eq=["status", "account_id"], ordered=["created_at"], fixed=[("status", "=", "blocked")])
     t = table("tickets", ["id", "status", "account_id", "created_at"])
-    cands = for_table(t, u, 3, lambda c, v: True, few)
+    cands = for_table(t, u, 3, lambda c, o, v: True, few)
     assert cands and all(c.keys[0].column != "status" for c in cands)
     assert ("account_id", "status") in keysets(cands)
     assert ("account_id", "status", "created_at") in keysets(cands)
     partial = {(tuple(c.key_sql()), c.predicate) for c in cands if c.predicate}
-    assert (("created_at",), ("status", "blocked")) in partial
-    assert ("status",) in keysets(for_table(t, u, 3, lambda c, v: True)), "without the statistic it would lead"
+    assert (("created_at",), ("status", "=", "blocked")) in partial
+    assert ("status",) in keysets(for_table(t, u, 3, lambda c, o, v: True)), "without the statistic it would lead"
     # the constant is all the query selects by: the partial index is keyed by the primary key
     pkey = ExistingIndex(2, "tickets_pkey", "", ("id",), (), None, True, True, False, True, "p", "btree", 8192,
                          frozenset({"id"}), ("btree", ("id",), (), None, "0", "0"))
-    alone = Usage(eq=["status"], reads={"id", "account_id"}, filtered={"status"}, fixed=[("status", "blocked")])
+    alone = Usage(eq=["status"], reads={"id", "account_id"}, filtered={"status"}, fixed=[("status", "=", "blocked")])
     cands = for_table(table("tickets", ["id", "status", "account_id", "created_at"], indexes=[pkey]), alone, 3,
-                      lambda c, v: True, few)
-    assert {(tuple(c.key_sql()), c.predicate) for c in cands} == {(("id",), ("status", "blocked"))}
+                      lambda c, o, v: True, few)
+    assert {(tuple(c.key_sql()), c.predicate) for c in cands} == {(("id",), ("status", "=", "blocked"))}
 
 
 def test_mean_fraction_of_a_column():
@@ -168,8 +168,8 @@ def test_aggregate_gets_a_group_ordered_covering_candidate():
     plan = recorded_plans("aggregate_plans.json")["status_distinct_accounts"]["plan"]
     u = usage_by_alias(facts(root(plan)), {})["tickets"]
     t = table("tickets", ["id", "account_id", "status", "created_at", "subject"])
-    assert ("status", "account_id", "created_at") in keysets(for_table(t, u, 3, lambda c, v: True))
-    assert ("status", "account_id", "created_at") not in keysets(for_table(t, u, 2, lambda c, v: True)), \
+    assert ("status", "account_id", "created_at") in keysets(for_table(t, u, 3, lambda c, o, v: True))
+    assert ("status", "account_id", "created_at") not in keysets(for_table(t, u, 2, lambda c, o, v: True)), \
         "only when the whole key fits max_key_columns"
 
 
@@ -190,7 +190,7 @@ def test_a_constant_of_one_execution_is_a_key_but_no_predicate():
     plan = {"Node Type": "Seq Scan", "Relation Name": "orders", "Schema": "public", "Alias": "orders",
             "Total Cost": 100.0, "Plan Rows": 5, "Output": ["id"], "Filter": "(orders.status = 'pending'::text)"}
     f = facts(root([{"Plan": plan}]))
-    assert usage_by_alias(f, {})["orders"].fixed == [("status", "pending")]
+    assert usage_by_alias(f, {})["orders"].fixed == [("status", "=", "pending")]
     u = usage_by_alias(f, {}, constants_fixed=False)["orders"]
     assert u.fixed == [] and u.eq == ["status"]
 
@@ -216,3 +216,29 @@ def test_candidates_of_two_statements_merge_into_one_covering_index():
     (c,) = m
     assert c.extends(a) and c.extends(b)
     assert merged([b, Candidate("public", "lineitem", (KeyPart("l_orderkey"),))]) == {}, "nothing to include: no merge"
+
+
+def test_an_inequality_with_one_value_every_time_is_a_partial_predicate():
+    """`status <> $3`, $3 always 'done' (pg_qualstats): where most tasks are done, the open
+    ones are a partial index's rows, `WHERE status <> 'done'`; a parameter seen with `=`
+    is no `<>` predicate, and a selectivity check that says no leaves none."""
+    plan = {"Node Type": "Seq Scan", "Relation Name": "tasks", "Schema": "public", "Alias": "tasks",
+            "Total Cost": 100.0, "Plan Rows": 5, "Output": ["id"],
+            "Filter": "((tasks.due_date < $2) AND (tasks.status <> $3) AND (tasks.tenant_id = $1))"}
+    f = facts(root([{"Plan": plan}]))
+    u = usage_by_alias(f, {3: ("<>", "done")})["tasks"]
+    assert u.fixed == [("status", "<>", "done")]
+    assert usage_by_alias(f, {3: ("=", "done")})["tasks"].fixed == []
+    t = table("tasks", ["id", "tenant_id", "status", "due_date"])
+    asked = []
+    cands = for_table(t, u, 3, lambda c, o, v: asked.append((c, o, v)) or True, lambda c: c == "status")
+    assert asked and set(asked) == {("status", "<>", "done")}
+    partial = {c for c in cands if c.predicate}
+    (c,) = [c for c in partial if c.key_sql() == ["tenant_id", "due_date"]]
+    assert c.hypo_ddl() == "CREATE INDEX ON public.tasks USING btree (tenant_id, due_date) WHERE status <> 'done'"
+    assert c.name_parts() == ["tenant_id", "due_date", "where", "status", "not", "done"]
+    assert c.identity() == "public.tasks:tenant_id,due_date:where=status <> 'done'"
+    assert not [c for c in for_table(t, u, 3, lambda c, o, v: False) if c.predicate]
+    # a constant written in the text is the same predicate
+    plan["Filter"] = "((tasks.status <> 'done'::text) AND (tasks.tenant_id = $1))"
+    assert usage_by_alias(facts(root([{"Plan": plan}])), {})["tasks"].fixed == [("status", "<>", "done")]
