@@ -45,7 +45,7 @@ class Candidate:
     schema: str
     table: str
     keys: tuple[KeyPart, ...]
-    predicate: tuple[str, str, str] | None = None     # (column, '=' or '<>', value): WHERE column = 'value'
+    predicate: tuple[str, str, str] | None = None     # (column, '=' or '<>', value): WHERE column op 'value'
     include: tuple[str, ...] = ()
 
     def predicate_sql(self) -> str | None:
@@ -197,7 +197,7 @@ def usage_by_alias(f: PlanFacts, fixed_params: dict[int, tuple[str, str]], const
 
 def for_table(table: Table, u: Usage, max_keys: int, fixed_max_fraction_ok, few_values=lambda column: False) \
         -> set[Candidate]:
-    """Candidates for one table from one query's usage. fixed_max_fraction_ok(column, value)
+    """Candidates for one table from one query's usage. fixed_max_fraction_ok(column, op, value)
     says whether `column op value` keeps few enough rows to become a partial-index predicate;
     few_values(column) whether a column has too few distinct values to lead an index."""
     cols = table.columns
