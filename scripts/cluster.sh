@@ -50,9 +50,9 @@ init_cluster() {
             echo "shared_preload_libraries = 'pg_stat_statements,pg_qualstats,pg_cron'"
             # every statement, not 1 in max_connections: tests and benchmarks run each once
             echo "pg_qualstats.sample_rate = 1"
-            # room for every test database's statements (the cluster is shared): a full
-            # pg_qualstats records nothing new
-            echo "pg_qualstats.max = 10000"
+            # room for every test database's statements (the cluster is shared; `make test`
+            # fills 10,000 by mid-run): in a full store each new example query evicts another
+            echo "pg_qualstats.max = 30000"
             echo "cron.database_name = 'postgres'"
         fi
         echo "compute_query_id = on"

@@ -256,7 +256,8 @@ def for_table(table: Table, u: Usage, max_keys: int, fixed_max_fraction_ok, few_
         for k in others:
             out.add(Candidate(table.schema, table.name, k, predicate=(col, op, value)))
     return {c for c in out
-            if not covered_by_existing(c, table) and not (c.keys[0].func is None and few_values(c.keys[0].column))}
+            if not covered_by_existing(c, table) and not led_by_unique_key(c, table)
+            and not (c.keys[0].func is None and few_values(c.keys[0].column))}
 
 
 def merged(cands: list[Candidate]) -> dict[Candidate, Candidate]:
@@ -295,6 +296,24 @@ def covered_by_existing(c: Candidate, table: Table) -> bool:
             continue
         have = [k.replace('"', "") for k in ix.keys]
         if len(have) >= len(want) and have[:len(want)] == want:
+            return True
+    return False
+
+
+def led_by_unique_key(c: Candidate, table: Table) -> bool:
+    """c (no predicate) is led by the columns of a valid unique btree, in any order: a lookup
+    on them finds one row through that index already, and all c would add is reading that
+    row from itself rather than from the table: one page, mostly cached, bought with a copy
+    of the key for every row. (A partial index keyed by a unique column is another matter:
+    it lists the rows its predicate keeps.)"""
+    if c.predicate:
+        return False
+    for ix in table.indexes:
+        if not (ix.unique and ix.valid and ix.am == "btree" and ix.predicate is None and ix.keys):
+            continue
+        lead = c.keys[:len(ix.keys)]
+        if len(lead) == len(ix.keys) and all(k.func is None and k.opclass is None for k in lead) \
+                and {k.column for k in lead} == {k.replace('"', "") for k in ix.keys}:
             return True
     return False
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from engine_helpers import recorded_plans
 
 from optischema_engine.candidates import (FEW_VALUES_FRACTION, Candidate, KeyPart, Usage, covered_by_existing, for_table,
+                                          led_by_unique_key,
                                           merged, usage_by_alias)
 from optischema_engine.catalog import Column, ExistingIndex, Table
 from optischema_engine.params import ColumnStats, by_weight
@@ -19,8 +20,8 @@ def table(name: str, cols: list[str], c_collation: bool = False, indexes=()) -> 
     return t
 
 
-def btree(name: str, keys: tuple[str, ...], predicate: str | None = None) -> ExistingIndex:
-    return ExistingIndex(1, name, "", keys, (), predicate, False, False, False, True, None, "btree", 8192,
+def btree(name: str, keys: tuple[str, ...], predicate: str | None = None, unique: bool = False) -> ExistingIndex:
+    return ExistingIndex(1, name, "", keys, (), predicate, unique, False, False, True, None, "btree", 8192,
                          frozenset(keys), ("btree", keys, (), predicate, "0", "0"))
 
 
@@ -93,6 +94,25 @@ def test_never_propose_what_an_existing_index_covers():
     assert not covered_by_existing(Candidate("public", "orders", (KeyPart("created_at"),)), t)
     assert not covered_by_existing(
         Candidate("public", "orders", (KeyPart("customer_id"),), predicate=("status", "=", "x")), t)
+
+
+def test_never_propose_an_index_led_by_a_unique_key():
+    """(id, country, created_at) INCLUDE (email) next to the primary key (id): a lookup by id
+    finds its row already; the copy would only spare reading it from the table."""
+    t = table("customers", ["id", "country", "created_at", "email", "a", "b"],
+              indexes=[btree("customers_pkey", ("id",), unique=True), btree("ab_key", ("a", "b"), unique=True)])
+    led = lambda *keys, **kw: led_by_unique_key(Candidate("public", "customers", tuple(KeyPart(k) for k in keys), **kw), t)
+    assert led("id", "country", "created_at") and led("id") and led("b", "a", "id")
+    assert not led("country", "id")                        # a country's rows, in id order
+    assert not led("a") and not led("a", "id")             # half of (a, b) finds many rows
+    assert not led("id", predicate=("country", "=", "DE"))  # the rows of one country, listed
+    t.indexes[0] = btree("customers_id_idx", ("id",))     # not unique: many rows per id
+    assert not led("id", "country")
+    u = Usage(eq=["id", "country"], ordered=["created_at"], reads={"email"})
+    leads = lambda *ix: {c.keys[0].column for c in for_table(table("customers", list(t.columns), indexes=ix), u, 3,
+                                                             lambda c, o, v: True)}
+    assert leads() == {"id", "country", "created_at"}
+    assert leads(btree("customers_pkey", ("id",), unique=True)) == {"country", "created_at"}
 
 
 def test_write_statement_facts():
