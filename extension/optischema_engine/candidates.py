@@ -3,7 +3,8 @@ sort or group column; LIKE prefix columns with text_pattern_ops; expressions; pa
 indexes for `=` and `<>` predicates whose value never changes; INCLUDE of the few other
 columns a query reads, for an index-only scan. No index is led by a column of few values
 (a boolean, a status): a selective constant of one is a partial index's predicate instead
-(`status = 'blocked'`, or `status <> 'done'` where most rows are done)."""
+(`status = 'blocked'`, or `status <> 'done'` where most rows are done). The one exception
+is an aggregate's key in group order (`GROUP BY type`), which is read whole, not searched."""
 from __future__ import annotations
 
 import itertools
@@ -230,12 +231,17 @@ def for_table(table: Table, u: Usage, max_keys: int, fixed_max_fraction_ok, few_
     # An aggregate over much of the table: a key of the equality columns, the group columns,
     # then everything else the query reads (ranges last) is scanned index-only in group order,
     # with no sort, and with DISTINCT columns already ordered within each group.
+    # Led by a GROUP BY column of few values, it is read whole in group order, not searched:
+    # what few_values() guards against (a key that selects nothing) does not apply.
     group = [c for c in u.group if c in cols and c not in eq]
+    in_group_order = None
     if group:
         rest = sorted((reads | set(u.ranged)) - set(eq) - set(group))
         rest = [c for c in rest if c in cols and c not in u.ranged] + [c for c in rest if c in cols and c in u.ranged]
         if len(eq) + len(group) + len(rest) <= max_keys:
             keys.add(tuple(KeyPart(c) for c in eq + group + rest))
+            if not eq:
+                in_group_order = tuple(KeyPart(c) for c in group + rest)
     out = {Candidate(table.schema, table.name, k) for k in keys}
     # INCLUDE the few other columns the query reads or compares, so that the equality key,
     # it with one range or sort column, or the widest key is an index-only scan (an aggregate
@@ -257,7 +263,7 @@ def for_table(table: Table, u: Usage, max_keys: int, fixed_max_fraction_ok, few_
             out.add(Candidate(table.schema, table.name, k, predicate=(col, op, value)))
     return {c for c in out
             if not covered_by_existing(c, table) and not led_by_unique_key(c, table)
-            and not (c.keys[0].func is None and few_values(c.keys[0].column))}
+            and not (c.keys[0].func is None and few_values(c.keys[0].column) and c.keys != in_group_order)}
 
 
 def merged(cands: list[Candidate]) -> dict[Candidate, Candidate]:

@@ -191,6 +191,12 @@ def test_aggregate_gets_a_group_ordered_covering_candidate():
     assert ("status", "account_id", "created_at") in keysets(for_table(t, u, 3, lambda c, o, v: True))
     assert ("status", "account_id", "created_at") not in keysets(for_table(t, u, 2, lambda c, o, v: True)), \
         "only when the whole key fits max_key_columns"
+    # status has few values: it leads the key read whole in group order, and no other
+    few = keysets(for_table(t, u, 3, lambda c, o, v: True, lambda c: c == "status"))
+    assert [k for k in few if k[0] == "status"] == [("status", "account_id", "created_at")]
+    u.eq = ["status"]                                            # status = $1 too: a filter first
+    assert not [k for k in keysets(for_table(t, u, 3, lambda c, o, v: True, lambda c: c == "status"))
+                if k[0] == "status"]
 
 
 def test_range_bounds_are_paired_by_rank():
