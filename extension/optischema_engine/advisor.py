@@ -461,8 +461,7 @@ def _evaluate(wi: WhatIf, values: ValueSource, reads: list[Analysed], s: Setting
             for a in targets[ident]:
                 res = results[a.key]
                 if not isinstance(res, Unplannable) and ident in res[2] and \
-                        res[0] <= a.base_cost * (1 - s.min_cost_reduction) and \
-                        (a.base_cost - res[0] >= WELL_SERVED_MIN_SAVING or not _well_served(a, c)):
+                        counts_for(a.base_cost, res[0], a.base_plans, c, s.min_cost_reduction):
                     costs[a.key] = res[0]
             if costs:
                 tkey = f"{c.schema}.{c.table}"
@@ -477,11 +476,18 @@ def _evaluate(wi: WhatIf, values: ValueSource, reads: list[Analysed], s: Setting
     return options, cands, origin
 
 
-def _well_served(a: Analysed, c: Candidate) -> bool:
-    """Every scan of c's table in a's plans goes through an existing index."""
-    scans = [n["Node Type"] for p in a.base_plans for n in walk(p)
+def counts_for(before: float, after: float, plans_before: list[dict], c: Candidate, min_reduction: float) -> bool:
+    """Whether candidate c, which takes a statement's plan cost from `before` to `after`, counts
+    for it: the cost falls by min_reduction, and by WELL_SERVED_MIN_SAVING at least where the
+    statement is well served (plans_before reach c's table only through existing indexes).
+    The advisor and the LLM's index check both judge by it."""
+    if after > before * (1 - min_reduction):
+        return False
+    if before - after >= WELL_SERVED_MIN_SAVING:
+        return True
+    scans = [n["Node Type"] for p in plans_before for n in walk(p)
              if n.get("Relation Name") == c.table and n.get("Schema", c.schema) == c.schema]
-    return bool(scans) and all(t in INDEX_SCANS for t in scans)
+    return not scans or not all(t in INDEX_SCANS for t in scans)
 
 
 def _validate(wi: WhatIf, reads: list[Analysed], p: Problem, options: dict[str, Option],

@@ -268,3 +268,23 @@ def test_an_inequality_with_one_value_every_time_is_a_partial_predicate():
     # a constant written in the text is the same predicate
     plan["Filter"] = "((tasks.status <> 'done'::text) AND (tasks.tenant_id = $1))"
     assert usage_by_alias(facts(root([{"Plan": plan}])), {})["tasks"].fixed == [("status", "<>", "done")]
+
+
+def test_an_index_counts_for_a_well_served_statement_only_beyond_the_noise():
+    """advisor.counts_for, which the advisor and the LLM's index check share: a statement whose
+    plans reach the table through existing indexes only (here a bitmap scan of orders) counts
+    a new index only for a saving of WELL_SERVED_MIN_SAVING a call; one that scans the table
+    counts any saving of min_cost_reduction."""
+    from optischema_engine.advisor import WELL_SERVED_MIN_SAVING, counts_for
+    c = Candidate("public", "orders", (KeyPart("customer_id"),), predicate=("status", "<>", "done"))
+    scan = lambda node, customers="Seq Scan": [{"Node Type": "Nested Loop", "Plans": [
+        {"Node Type": customers, "Relation Name": "customers", "Schema": "public"},
+        {"Node Type": node, "Relation Name": "orders", "Schema": "public"}]}]
+    assert not counts_for(116.1, 39.5, scan("Bitmap Heap Scan"), c, 0.1)       # saas's project_board
+    assert counts_for(116.1, 39.5, scan("Seq Scan"), c, 0.1)
+    assert counts_for(116.1 + WELL_SERVED_MIN_SAVING, 116.1, scan("Index Scan"), c, 0.1)
+    assert not counts_for(1000.0, 950.0, scan("Seq Scan"), c, 0.1)              # less than min_cost_reduction
+    other = Candidate("public", "customers", (KeyPart("name"),))
+    assert counts_for(116.1, 39.5, scan("Bitmap Heap Scan"), other, 0.1), "only the candidate's table counts"
+    assert not counts_for(116.1, 39.5, scan("Seq Scan", customers="Index Only Scan"), other, 0.1)
+
