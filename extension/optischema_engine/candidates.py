@@ -239,9 +239,10 @@ def for_table(table: Table, u: Usage, max_keys: int, fixed_max_fraction_ok, few_
         rest = sorted((reads | set(u.ranged)) - set(eq) - set(group))
         rest = [c for c in rest if c in cols and c not in u.ranged] + [c for c in rest if c in cols and c in u.ranged]
         if len(eq) + len(group) + len(rest) <= max_keys:
-            keys.add(tuple(KeyPart(c) for c in eq + group + rest))
+            aggregate = tuple(KeyPart(c) for c in eq + group + rest)
+            keys.add(aggregate)
             if not eq:
-                in_group_order = tuple(KeyPart(c) for c in group + rest)
+                in_group_order = aggregate
     out = {Candidate(table.schema, table.name, k) for k in keys}
     # INCLUDE the few other columns the query reads or compares, so that the equality key,
     # it with one range or sort column, or the widest key is an index-only scan (an aggregate

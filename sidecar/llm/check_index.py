@@ -90,10 +90,11 @@ def _what_if(db: PsycopgDatabase, planning: senders.Planning, c: Candidate,
                 wi.activate({ident: (c.hypo_ddl(), wi.sender(prepared.name))})
                 after, _ = prepared.cost(wi)
                 size = wi.size(ident)
+                uses = wi.uses(ident)
                 per_query.append({"queryid": t.queryid, "calls": t.calls, "cost_before": round(before, 2),
-                                  "cost_after": round(after, 2), "uses_index": wi.uses(ident),
+                                  "cost_after": round(after, 2), "uses_index": uses,
                                   "reduction_pct": round(100 * (1 - after / before), 1) if before else 0.0,
-                                  "counts": wi.uses(ident) and counts_for(before, after, plans_before, c, min_reduction),
+                                  "counts": uses and counts_for(before, after, plans_before, c, min_reduction),
                                   "parameter_sets": len(prepared.samples) or "generic plan"})
             except Unplannable as e:
                 per_query.append({"queryid": t.queryid, "skipped": str(e)})
