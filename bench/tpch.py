@@ -591,7 +591,9 @@ def main(argv: list[str] | None = None) -> None:
               f"{st.get('queries_in_workload', '?')} in the window)")
         print(f"workload timeouts: {', '.join(f'Q{q}' for q in timeouts) or 'none'}"
               + (" (a timed-out statement never reaches pg_stat_statements)" if timeouts else ""))
+        size = (st.get("new_indexes") or {}).get("bytes")
         print(f"recommend(50): {advice.recommend_s:.2f} s, {len(advice.ddl)} create_index"
+              + (f" ({mib(size)} by its estimate)" if size is not None else "")
               + "".join(f", {n} {k}" for k, n in sorted(advice.other_kinds.items()))
               + f"; stats: {json.dumps({k: v for k, v in st.items() if not isinstance(v, (dict, list))})}")
         result["advisor"] = {"queryids": qids, "status": status, "analysed": analysed, "timeouts": timeouts,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 
-from . import ddl, running, senders, sqltext
+from . import ddl, indexsize, running, senders, sqltext
 from .candidates import FEW_VALUES_FRACTION, Candidate, covered_by_existing, for_table, merged, usage_by_alias
 from .catalog import Catalog, Table
 from .db import Database
@@ -14,6 +14,7 @@ from .indexspec import Unbuildable, existing
 from .model import Activity, AdviceResult, Recommendation, Settings, Skipped, WorkloadQuery
 from .params import ParamPlan, ValueSource, plan_params
 from .plans import PlanFacts, Relation, facts, summary, walk
+from .probes import ProbeReads
 from .selection import IndexWrites, Option, Problem, TableWrites, WriteStmt, greedy, objective, upkeep, upkeep_delta
 from .senders import Sender
 from .whatif import Unplannable, WhatIf
@@ -52,7 +53,12 @@ class Analysed:
     tables: dict[str, Table] = field(default_factory=dict)     # alias -> table
     base_cost: float = 0.0
     base_plans: list[dict] = field(default_factory=list)
+    base_extra: float = 0.0        # what base_plans' index probes cost more with a cold cache (probes.py)
     sampled: str = ""              # its text is an execution's, constants included: where from (running.py)
+
+    def credited(self, cost: float, plans: list[dict], probes: ProbeReads) -> float:
+        """What this statement's plans with new indexes, of mean cost `cost`, count at."""
+        return probes.credited(cost, plans, self.base_extra)
 
 
 def _group(workload: list[WorkloadQuery]) -> list[tuple[str, list[int], int, float, int]]:
@@ -137,14 +143,14 @@ def advise(db: Database, workload: list[WorkloadQuery], activity: Activity,
             reads = [a for a in analysed if a.facts.write is None]
             writes = _writes(analysed, catalog, values)
             group_of = _table_groups(reads)
-            options, cands, origin = _evaluate(wi, values, reads, s, started, stats, group_of)
+            options, cands, origin, probes = _evaluate(wi, catalog, values, reads, s, started, stats, group_of)
             phase.done("evaluate")
             problem = Problem({a.key: a.calls for a in reads}, {a.key: a.base_cost for a in reads}, writes,
                               s.write_cost_per_entry, s.size_cost_per_mb, s.max_indexes_per_table,
                               s.min_index_gain, s.index_budget or None)
             picked = [ident for ident, _ in greedy(problem, options)]
             phase.done("select")
-            final, joint = _validate(wi, reads, problem, options, cands, origin, picked, group_of)
+            final, joint = _validate(wi, reads, problem, options, cands, origin, picked, group_of, probes)
             phase.done("validate")
             stats["phase_ms"] = phase.ms
             by_key = {a.key: a for a in reads}
@@ -305,10 +311,16 @@ def _partitioned_parent(catalog: Catalog, t: Table, names: set[str]) -> Table:
     return t
 
 
-def _hypo_size(wi: WhatIf, c: Candidate, t: Table, sender: Sender) -> int:
-    """The candidate's estimated size. HypoPG sizes an index on a partitioned table from
-    that table's own row count, which only an ANALYZE of it sets (autovacuum analyzes the
-    partitions only): until then, its partitions' indexes, summed."""
+def index_size(wi: WhatIf, values: ValueSource, c: Candidate, t: Table, sender: Sender) -> int:
+    """Candidate c's estimated size (its hypothetical index is active): indexsize.py's model
+    where pg_stats tells (a partial index holds its predicate's share of the rows), else
+    HypoPG's estimate. HypoPG sizes an index on a partitioned
+    table from that table's own row count, which only an ANALYZE of it sets (autovacuum
+    analyzes the partitions only): until then, its partitions' indexes, summed. The
+    advisor and the LLM's index check both size by it."""
+    modelled = indexsize.estimate(c, t, values, _fraction(values, t, *c.predicate) if c.predicate else 1.0)
+    if modelled is not None:
+        return modelled
     if not t.partitioned or t.reltuples > 0:
         return wi.size(c.identity())
     return wi.measure([replace(c, schema=schema, table=name).hypo_ddl() for schema, name in t.leaves], sender)
@@ -400,14 +412,15 @@ def _table_groups(reads: list[Analysed]) -> dict[str, str]:
     return {t: find(t) for t in parent}
 
 
-def _evaluate(wi: WhatIf, values: ValueSource, reads: list[Analysed], s: Settings, started: float,
+def _evaluate(wi: WhatIf, catalog: Catalog, values: ValueSource, reads: list[Analysed], s: Settings, started: float,
               stats: dict, group_of: dict[str, str]) \
-        -> tuple[dict[str, Option], dict[str, Candidate], dict[str, Sender]]:
+        -> tuple[dict[str, Option], dict[str, Candidate], dict[str, Sender], ProbeReads]:
     """Each candidate alone, over every read statement that uses a column of its leading key
     (or, where none does, of its predicate: a partial index keyed by the primary key).
     Candidates of different table groups cannot meet in a statement: each round costs one
     candidate of every group at once. Also returns, per candidate, the sender of the first
-    statement it came from: its hypothetical index is created as that role."""
+    statement it came from: its hypothetical index is created as that role; and the
+    ProbeReads that credits the statements' plans with the candidates (Analysed.credited)."""
     tables: dict[str, Table] = {}
     cands: dict[str, Candidate] = {}
     origin: dict[str, Sender] = {}
@@ -431,6 +444,9 @@ def _evaluate(wi: WhatIf, values: ValueSource, reads: list[Analysed], s: Setting
         if c.identity() not in cands and not covered_by_existing(c, tables[f"{c.schema}.{c.table}"]):
             cands[c.identity()] = c
             origin[c.identity()] = origin[base.identity()]      # its key and predicate are base's
+    probes = ProbeReads(wi.db, catalog, values, lambda name: _lead(wi, cands, name))
+    for a in reads:
+        a.base_extra = probes.cold_extra(a.base_plans)
     users: dict[tuple[str, str], list[Analysed]] = {}     # (table key, column) -> statements using it
     for a in reads:
         for tkey, cols in uses.get(a.key, {}).items():
@@ -460,20 +476,28 @@ def _evaluate(wi: WhatIf, values: ValueSource, reads: list[Analysed], s: Setting
             costs = {}
             for a in targets[ident]:
                 res = results[a.key]
-                if not isinstance(res, Unplannable) and ident in res[2] and \
-                        counts_for(a.base_cost, res[0], a.base_plans, c, s.min_cost_reduction):
-                    costs[a.key] = res[0]
+                if isinstance(res, Unplannable) or ident not in res[2]:
+                    continue
+                after = a.credited(res[0], res[1], probes)
+                if counts_for(a.base_cost, after, a.base_plans, c, s.min_cost_reduction):
+                    costs[a.key] = after
             if costs:
                 tkey = f"{c.schema}.{c.table}"
                 share = _fraction(values, tables[tkey], *c.predicate) if c.predicate else 1.0
                 appends = c.keys[0].func is None and _appends(values, tables[tkey], c.keys[0].column)
                 options[ident] = Option(ident, tkey, frozenset(c.columns()), share,
-                                        _hypo_size(wi, c, tables[tkey], origin[ident]), costs, appends=appends)
+                                        index_size(wi, values, c, tables[tkey], origin[ident]), costs, appends=appends)
     stats["evaluation_rounds"] = rounds
     for o in options.values():
         o.extends = frozenset(x for x in options if cands[o.ident].extends(cands[x]))
     wi.activate({})
-    return options, cands, origin
+    return options, cands, origin, probes
+
+
+def _lead(wi: WhatIf, cands: dict[str, Candidate], index_name: str) -> str | None:
+    """The leading column of the candidate whose hypothetical index a plan names so."""
+    c = cands.get(wi.identity_of(index_name) or "")
+    return c.keys[0].column if c is not None and c.keys[0].func is None else None
 
 
 def counts_for(before: float, after: float, plans_before: list[dict], c: Candidate, min_reduction: float) -> bool:
@@ -492,32 +516,41 @@ def counts_for(before: float, after: float, plans_before: list[dict], c: Candida
 
 def _validate(wi: WhatIf, reads: list[Analysed], p: Problem, options: dict[str, Option],
               cands: dict[str, Candidate], origin: dict[str, Sender], picked: list[str],
-              group_of: dict[str, str]):
+              group_of: dict[str, str], probes: ProbeReads):
     """Create the chosen set together and re-cost the statements on its tables; then, per
     table group (indexes of different groups cannot interact), drop the index whose
     removal loses least if that is less than it must save (interactions the single-index
-    costs could not see), until none. Removing an index re-costs only the statements whose
-    plans used it, one index of every group at once. Returns (final idents, {ident: {query
-    key: cost}} measured together)."""
+    costs could not see), or, where the set leaves a statement costlier than with no new
+    index (its plan probes what only a warm cache makes cheap: Analysed.credited), the one
+    of those its plan uses whose removal loses least; until none. Removing an index
+    re-costs only the statements whose plans used it, one index of every group at once.
+    Returns (final idents, {ident: {query key: cost}} measured together)."""
     final = list(picked)
     by_key = {a.key: a for a in reads}
     pending = {group_of[options[i].table] for i in final}
     while True:
-        joint, cost_now = _joint_costs(wi, reads, options, cands, origin, final)
+        joint, cost_now = _joint_costs(wi, reads, options, cands, origin, final, probes)
         comps: dict[str, list[str]] = {}
         for i in final:
             comps.setdefault(group_of[options[i].table], []).append(i)
-        loss: dict[str, float] = {}
+        loss: dict[str, tuple[float, bool] | None] = {}
         for k in range(max((len(comps[g]) for g in pending if g in comps), default=0)):
             removed = [comps[g][k] for g in sorted(pending) if g in comps and k < len(comps[g])]
             rest = [i for i in final if i not in removed]
             wi.activate({i: (cands[i].hypo_ddl(), origin[i]) for i in rest}, _tables_of(cands, rest))
             results = wi.costs([(by_key[q].key, by_key[q].params.samples) for i in removed for q in joint[i]])
             for i in removed:
-                loss[i] = _removal_loss(p, options, comps[group_of[options[i].table]], i, joint[i], cost_now, results)
+                without = {q: r if isinstance(r, Unplannable) else by_key[q].credited(r[0], r[1], probes)
+                           for q, r in results.items()}
+                loss[i] = _removal_loss(p, options, comps[group_of[options[i].table]], i, joint[i], cost_now, without)
+        # statements the set makes costlier (a cold-cache extra; a cost unit of rounding aside)
+        worse = {q for q, c in cost_now.items() if c > by_key[q].base_cost + 1.0}
         drops = []
         for g in sorted(pending):
-            weak = min(((loss[i], i) for i in comps.get(g, []) if loss.get(i) is not None), default=None)
+            weak = min(((loss[i][0], i) for i in comps.get(g, []) if loss.get(i) is not None and not loss[i][1]),
+                       default=None) or \
+                min(((loss[i][0], i) for i in comps.get(g, []) if loss.get(i) is not None and worse & set(joint[i])),
+                    default=None)
             if weak is not None:
                 drops.append(weak[1])
         if not drops:
@@ -527,21 +560,22 @@ def _validate(wi: WhatIf, reads: list[Analysed], p: Problem, options: dict[str, 
 
 
 def _removal_loss(p: Problem, options: dict[str, Option], comp: list[str], ident: str, served: dict[str, float],
-                  cost_now: dict[str, float], without: dict) -> float | None:
-    """What removing `ident` from the chosen set loses, if that is less than it must save
-    (it does not pay for itself next to the others); None if it pays."""
+                  cost_now: dict[str, float], without: dict[str, float | Unplannable]) -> tuple[float, bool] | None:
+    """(what removing `ident` from the chosen set loses, whether that is at least what it
+    must save: it pays for itself next to the others); None if a statement could not be
+    re-planned without it."""
     o = options[ident]
     saved = then = 0.0
     for q in served:
         r = without[q]
         if isinstance(r, Unplannable):
             return None
-        saved += p.calls[q] * (r[0] - cost_now[q])
-        then += p.calls[q] * r[0]
+        saved += p.calls[q] * (r - cost_now[q])
+        then += p.calls[q] * r
     mine = [options[x] for x in comp if options[x].table == o.table]
     net = saved - upkeep_delta(p, o.table, [x for x in mine if x.ident != ident], mine) \
         - p.size_cost_per_mb * o.size_bytes / 2**20
-    return net if net <= 0 or net < p.min_gain * then else None
+    return net, net > 0 and net >= p.min_gain * then
 
 
 def _tables_of(cands: dict[str, Candidate], idents: list[str]) -> dict[str, str]:
@@ -549,9 +583,9 @@ def _tables_of(cands: dict[str, Candidate], idents: list[str]) -> dict[str, str]
 
 
 def _joint_costs(wi: WhatIf, reads: list[Analysed], options: dict[str, Option], cands: dict[str, Candidate],
-                 origin: dict[str, Sender], chosen: list[str]):
+                 origin: dict[str, Sender], chosen: list[str], probes: ProbeReads):
     """({ident: {query key: cost}}, {query key: cost}): with all `chosen` active, each
-    statement's cost, credited to the chosen indexes its plans use."""
+    statement's cost (as Analysed.credited), credited to the chosen indexes its plans use."""
     wi.activate({i: (cands[i].hypo_ddl(), origin[i]) for i in chosen}, _tables_of(cands, chosen))
     tables = {options[i].table for i in chosen}
     out: dict[str, dict[str, float]] = {i: {} for i in chosen}
@@ -562,10 +596,10 @@ def _joint_costs(wi: WhatIf, reads: list[Analysed], options: dict[str, Option], 
         r = results[a.key]
         if isinstance(r, Unplannable):
             continue
-        now[a.key] = r[0]
+        now[a.key] = a.credited(r[0], r[1], probes)
         for i in r[2]:
             if i in out:
-                out[i][a.key] = r[0]
+                out[i][a.key] = now[a.key]
     return out, now
 
 
@@ -601,7 +635,7 @@ def _create_rec(c: Candidate, options: dict[str, Option], final: list[str], join
     evidence = {"hypothetical_index": c.hypo_ddl(), "queries": [
         {"queryid": a.queryids[0], "before": summary(a.base_plans[0]) if a.base_plans else [],
          "parameters": a.params.source} for a in served],
-        "statistics": {"reltuples": t.reltuples if t else None, "size_estimate": "hypopg_relation_size"}}
+        "statistics": {"reltuples": t.reltuples if t else None, "size_estimate": "btree model from pg_stats, else hypopg_relation_size"}}
     write = {"cost_per_window": round(overhead, 2), "write_statements": [
         {"op": w.op, "calls": w.calls, "rows_per_call": round(w.rows_per_call, 2),
          "breaks_hot": bool(w.op == "Update" and w.set_columns & o.columns)} for w in (tw.stmts if tw else [])],

@@ -245,10 +245,14 @@ def for_table(table: Table, u: Usage, max_keys: int, fixed_max_fraction_ok, few_
                 in_group_order = aggregate
     out = {Candidate(table.schema, table.name, k) for k in keys}
     # INCLUDE the few other columns the query reads or compares, so that the equality key,
-    # it with one range or sort column, or the widest key is an index-only scan (an aggregate
-    # or a lookup of a few columns over many rows reads no table page)
+    # it with one range or sort column, the widest key, or any key of one or two columns is
+    # an index-only scan: an aggregate or a lookup of a few columns over many rows reads no
+    # table page, and neither does a join that probes by one key per outer row (a nested
+    # loop whose every probe visits the table costs, for real, more than the model says)
     needed = {c for c in reads | u.filtered if c in cols}
-    covering = {tuple((eq + ordered)[:max_keys]), tuple(eq)} | {tuple(eq[:max_keys - 1] + [o]) for o in ordered}
+    covering = {tuple((eq + ordered)[:max_keys]), tuple(eq)} | {tuple(eq[:max_keys - 1] + [o]) for o in ordered} \
+        | {tuple(p.column for p in k) for k in keys
+           if len(k) <= 2 and all(p.func is None and p.opclass is None for p in k)}
     for names in sorted(covering):
         extra = tuple(sorted(needed - set(names)))
         if names and 0 < len(extra) <= MAX_INCLUDE:

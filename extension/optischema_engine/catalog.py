@@ -15,6 +15,8 @@ class Column:
     type: str
     c_collation: bool        # LIKE 'prefix%' can use a plain btree (collation C/POSIX or none)
     typid: int = 0           # pg_type oid
+    typlen: int = -1         # pg_type.typlen (-1: variable)
+    dedup: bool = False      # a btree key of it can be deduplicated (its default opclass has equalimage)
 
 
 @dataclass
@@ -49,10 +51,12 @@ class Table:
     partitioned: bool = False
     ancestors: list[tuple[str, str]] = field(default_factory=list)    # a partition's: (schema, name), nearest first
     leaves: list[tuple[str, str]] = field(default_factory=list)       # a partitioned table's leaf partitions
+    pages: float = 0.0                                                # pg_class.relpages
 
 
 _TABLE_SQL = """
 SELECT c.oid::bigint AS oid, n.nspname AS schema, c.relname AS name, c.reltuples::float8 AS reltuples,
+       c.relpages::float8 AS pages,
        c.relkind = 'p' AS partitioned,
        ARRAY(SELECT pg_catalog.jsonb_build_array(an.nspname, a.relname)::text
              FROM pg_catalog.pg_partition_ancestors(c.oid) WITH ORDINALITY u(relid, k)
@@ -68,8 +72,22 @@ _COLUMNS_SQL = """
 SELECT a.attname AS name, a.attnum::int AS attnum, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
        a.atttypid::bigint AS typid,
        COALESCE(co.collname IN ('C', 'POSIX') OR (co.collname = 'default' AND d.datcollate IN ('C', 'POSIX')),
-                a.attcollation = 0) AS c_collation
+                a.attcollation = 0) AS c_collation,
+       ty.typlen::int AS typlen,
+       -- char(n) keys are never deduplicated (bt_metap().allequalimage is false, measured on
+       -- PostgreSQL 15 under collation "C" too), whatever its operator class says
+       coalesce(co.collisdeterministic, true) AND ty.oid <> 'pg_catalog.bpchar'::pg_catalog.regtype AND EXISTS (
+           SELECT 1 FROM pg_catalog.pg_opclass oc
+           JOIN pg_catalog.pg_am am ON am.oid = oc.opcmethod AND am.amname = 'btree'
+           JOIN pg_catalog.pg_amproc p ON p.amprocfamily = oc.opcfamily AND p.amprocnum = 4
+                AND p.amproclefttype = oc.opcintype AND p.amprocrighttype = oc.opcintype
+           WHERE oc.opcdefault
+             AND (oc.opcintype = ty.oid OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast k WHERE k.castsource = ty.oid
+                                                   AND k.casttarget = oc.opcintype AND k.castmethod = 'b'))
+             AND p.amproc IN ('pg_catalog.btequalimage'::pg_catalog.regproc,
+                              'pg_catalog.btvarstrequalimage'::pg_catalog.regproc)) AS dedup
 FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
 LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
 CROSS JOIN (SELECT datcollate FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) d
 WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped"""
@@ -134,10 +152,12 @@ class Catalog:
             return None
         r = rows[0]
         t = Table(int(r["oid"]), r["schema"], r["name"], float(r["reltuples"] or 0.0), partitioned=bool(r["partitioned"]),
+                  pages=float(r["pages"] or 0.0),
                   ancestors=[tuple(json.loads(a)) for a in r["ancestors"] or []],
                   leaves=[tuple(json.loads(a)) for a in r["leaves"] or []])
         for c in self.db.query(_COLUMNS_SQL, [t.oid]):
-            t.columns[c["name"]] = Column(c["name"], int(c["attnum"]), c["type"], bool(c["c_collation"]), int(c["typid"]))
+            t.columns[c["name"]] = Column(c["name"], int(c["attnum"]), c["type"], bool(c["c_collation"]), int(c["typid"]),
+                                          int(c["typlen"]), bool(c["dedup"]))
         for i in self.db.query(_INDEXES_SQL, [t.oid]):
             items = list(i["items"])
             nkey = int(i["nkey"])

@@ -33,7 +33,7 @@ GROUP BY 1, 2, 3, 4, 5, 6"""
 _STATS_SQL = """
 SELECT s.attname AS column, s.most_common_vals::text::text[] AS mcv, s.most_common_freqs::float8[] AS freqs,
        s.histogram_bounds::text::text[] AS hist, s.n_distinct::float8 AS n_distinct,
-       s.correlation::float8 AS correlation, s.null_frac::float8 AS null_frac
+       s.correlation::float8 AS correlation, s.null_frac::float8 AS null_frac, s.avg_width::float8 AS avg_width
 FROM pg_catalog.pg_stats s WHERE s.schemaname = $1 AND s.tablename = $2"""
 # ... and only the columns whose rows role $3 may read (its privileges, row security)
 _READER_SQL = """
@@ -81,6 +81,7 @@ class ColumnStats:
     n_distinct: float = 0.0          # pg_stats: a count, or minus a fraction of the rows; 0 unknown
     correlation: float | None = None
     null_frac: float = 0.0
+    avg_width: float = 0.0           # bytes a value takes in a row (pg_stats); 0 unknown
 
     def mean_fraction(self, reltuples: float) -> float | None:
         """The share of the rows an equality with a value drawn like the rows' own matches
@@ -129,7 +130,8 @@ class ValueSource:
             for r in rows:
                 self._stats[key].setdefault(r["column"], ColumnStats(
                     list(r["mcv"] or []), list(r["freqs"] or []), list(r["hist"] or []),
-                    float(r["n_distinct"] or 0.0), r["correlation"], float(r["null_frac"] or 0.0)))
+                    float(r["n_distinct"] or 0.0), r["correlation"], float(r["null_frac"] or 0.0),
+                    float(r["avg_width"] or 0.0)))
         return self._stats[key].get(column)
 
     def seen(self, queryids: list[int], relid: int, column: str, op: str, userid: int) -> list[tuple[str, float]]:

@@ -250,6 +250,10 @@ class WhatIf:
                     self.db.query(f"SELECT {self._hypopg}.hypopg_drop_index($1::oid)", [int(row["oid"])])
         return total
 
+    def identity_of(self, index_name: str) -> str | None:
+        """The identity of the active hypothetical index a plan names `index_name`."""
+        return next((i for i in self._active if self._hypo[i][1] == index_name), None)
+
     def uses(self, ident: str) -> bool:
         """Did the plans of the last cost() call use this hypothetical index?"""
         return ident in self.last_used

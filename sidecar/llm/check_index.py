@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import psycopg
 from optischema_engine import ddl, senders
-from optischema_engine.advisor import WELL_SERVED_MIN_SAVING, counts_for
+from optischema_engine.advisor import WELL_SERVED_MIN_SAVING, counts_for, index_size
 from optischema_engine.candidates import Candidate, KeyPart, covered_by_existing
 from optischema_engine.catalog import Catalog, Table
 from optischema_engine.db import PsycopgDatabase
 from optischema_engine.indexspec import Unbuildable
+from optischema_engine.params import ValueSource
+from optischema_engine.probes import ProbeReads
 from optischema_engine.sqltext import single_statement, tokens
 from optischema_engine.whatif import Unplannable, WhatIf
 
@@ -68,14 +70,18 @@ def candidate(db: PsycopgDatabase, catalog: Catalog, p: IndexProposal) -> tuple[
     return t, c
 
 
-def _what_if(db: PsycopgDatabase, planning: senders.Planning, c: Candidate,
+def _what_if(db: PsycopgDatabase, planning: senders.Planning, catalog: Catalog, table: Table, c: Candidate,
              targets: list[Target], min_reduction: float) -> tuple[list[dict], int]:
     """Cost of each target without and with the hypothetical index (created, like the
-    target is planned, as the target's sender), and whether the index counts for it
-    (the advisor's rule, advisor.counts_for)."""
+    target is planned, as the target's sender; with it, as the advisor counts it:
+    ProbeReads.credited), and whether the index counts for it (the advisor's rule,
+    advisor.counts_for); and its estimated size (advisor.index_size)."""
     ident = c.identity()
     per_query: list[dict] = []
     wi = WhatIf(db, planning)
+    values = ValueSource(db, [], use_qualstats=False)
+    lead = c.keys[0].column if c.keys[0].func is None else None
+    probes = ProbeReads(db, catalog, values, lambda name: lead if wi.identity_of(name) == ident else None)
     size = 0
     try:
         for t in targets:
@@ -88,8 +94,8 @@ def _what_if(db: PsycopgDatabase, planning: senders.Planning, c: Candidate,
                 prepared = costing.prepare(db, wi, t)
                 before, plans_before = prepared.cost(wi)
                 wi.activate({ident: (c.hypo_ddl(), wi.sender(prepared.name))})
-                after, _ = prepared.cost(wi)
-                size = wi.size(ident)
+                after = probes.credited(*prepared.cost(wi), probes.cold_extra(plans_before))
+                size = index_size(wi, values, c, table, wi.sender(prepared.name))
                 uses = wi.uses(ident)
                 per_query.append({"queryid": t.queryid, "calls": t.calls, "cost_before": round(before, 2),
                                   "cost_after": round(after, 2), "uses_index": uses,
@@ -110,7 +116,7 @@ def check(conn: psycopg.Connection, p: IndexProposal, targets: list[Target], min
         t, c = candidate(db, catalog, p)
         with own_prepared_statements(conn), conn.transaction(force_rollback=True), \
                 senders.planning(db) as planning:
-            per_query, size = _what_if(db, planning, c, targets, min_reduction)
+            per_query, size = _what_if(db, planning, catalog, t, c, targets, min_reduction)
         evidence = {"hypothetical_index": c.hypo_ddl(), "queries": per_query,
                     "min_cost_reduction": min_reduction, "estimated_size_bytes": size}
         served = [q for q in per_query if q.get("counts")]

@@ -128,14 +128,20 @@ def test_candidate_extends_prefix_with_same_predicate_only():
 
 
 def test_include_variants_for_few_extra_columns_only():
-    """The equality key, and it with the sort column, each INCLUDE what else the query
-    reads or compares (status of the IN list is a key column already)."""
+    """The equality key, it with the sort column, and every key of one or two columns (what
+    a nested loop probes by) each INCLUDE what else the query reads or compares (status of
+    the IN list is a key column already)."""
     f = facts(root(SAAS["my_open_tasks"]["plan"]))
     u = usage_by_alias(f, {})["tasks"]
     t = table("tasks", ["id", "title", "assignee_id", "status", "due_date", "body"])
     inc = {(tuple(c.key_sql()), c.include) for c in for_table(t, u, 3, lambda c, o, v: True) if c.include}
     assert inc == {(("assignee_id", "status", "due_date"), ("id", "title")),
-                   (("assignee_id", "status"), ("due_date", "id", "title"))}
+                   (("assignee_id", "status"), ("due_date", "id", "title")),
+                   (("assignee_id", "due_date"), ("id", "status", "title")),
+                   (("status", "due_date"), ("assignee_id", "id", "title")),
+                   (("assignee_id",), ("due_date", "id", "status", "title")),
+                   (("status",), ("assignee_id", "due_date", "id", "title")),
+                   (("due_date",), ("assignee_id", "id", "status", "title"))}
     assert any("INCLUDE (id, title)" in c.hypo_ddl() for c in for_table(t, u, 3, lambda c, o, v: True))
     wide = Usage(eq=["a"], reads=set("bcdef"))                             # 5 other columns: none
     assert not [c for c in for_table(table("w", list("abcdefg")), wide, 3, lambda c, o, v: True) if c.include]
