@@ -43,6 +43,8 @@ _READER_SQL = """
                AND pg_catalog.has_column_privilege(r.oid, c.oid, s.attname, 'SELECT')
                AND (NOT c.relrowsecurity OR r.rolsuper OR r.rolbypassrls
                     OR (NOT c.relforcerowsecurity AND pg_catalog.pg_has_role(r.oid, c.relowner, 'USAGE'))))"""
+_NUMBERS = {f"pg_catalog.{t}" for t in ("int2", "int4", "int8", "numeric", "float4", "float8")}
+_TIMES = {f"pg_catalog.{t}" for t in ("date", "timestamp", "timestamptz")}
 _CONSTVALUE = re.compile(r"^'((?:[^']|'')*)'::[\w .\"\[\]]+$|^(-?[\d.]+(?:e[+-]?\d+)?)(?:::[\w .\"]+)?$", re.S)
 
 
@@ -151,7 +153,7 @@ class ParamPlan:
     # parameters that always had the same value, compared with = or <>: (operator, value),
     # partial-index predicates
     fixed: dict[int, tuple[str, str]]
-    source: dict[int, str]        # per parameter: 'qualstats', 'pg_stats', 'rows_per_call', 'null'
+    source: dict[int, str]        # per parameter: 'qualstats', 'pg_stats', 'rows_per_call', 'null', 'assumed: ...'
 
 
 def _stats_value(st: ColumnStats | None, op: str, k: int, n: int) -> str | None:
@@ -231,8 +233,33 @@ def plan_params(types: list[str], facts: PlanFacts, relids: dict[str, int], limi
         for n in range(1, len(types) + 1):
             vals = per_param[n]
             args.append(f"{quote_literal(vals[i % len(vals)])}::{types[n - 1]}" if vals else f"NULL::{types[n - 1]}")
-        out.append(args)
+        out.append(_assume(args, types, source))
     return ParamPlan(out, fixed, source)
+
+
+def _assume(args: list[str], types: list[str], source: dict[int, str]) -> list[str]:
+    """A parameter set with the NULLs of parameters that had no value replaced where a value
+    can be assumed: NULL folds the expression it is in away (`l_extendedprice * ($2 -
+    l_discount)` needs no column then, and the plan reads an index alone where no execution
+    does), and makes a rewrite's results and the original's empty or NULL, equal whatever
+    the rewrite does. A number taken out of an expression (`0.2 * avg(x)`) -> 1; an interval -> 1 year;
+    a date or timestamp -> the value of another parameter of the same type in the set (the
+    end of a range its start). What is assumed is named in the sources."""
+    out = list(args)
+    for n, t in enumerate(types, 1):
+        if not (source.get(n) == "null" or source.get(n, "").startswith("assumed")):
+            continue
+        bare = t.replace('"', "")
+        if bare in _NUMBERS:
+            out[n - 1], source[n] = f"'1'::{t}", "assumed: 1"
+        elif bare == "pg_catalog.interval":
+            out[n - 1], source[n] = f"'1 year'::{t}", "assumed: 1 year"
+        elif bare in _TIMES:
+            same = next((k for k, (a, u) in enumerate(zip(args, types), 1)
+                         if k != n and u == t and not a.startswith("NULL")), None)
+            if same is not None:
+                out[n - 1], source[n] = args[same - 1], f"assumed: the value of ${same}"
+    return out
 
 
 def by_weight(seen: list[tuple[str, float]], k: int) -> list[int]:

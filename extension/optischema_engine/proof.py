@@ -36,8 +36,6 @@ from .sqltext import limit_params, quote_literal
 from .whatif import Unplannable, WhatIf
 
 PARAMETER_SETS = 3
-_NUMBERS = {f"pg_catalog.{t}" for t in ("int2", "int4", "int8", "numeric", "float4", "float8")}
-_TIMES = {f"pg_catalog.{t}" for t in ("date", "timestamp", "timestamptz")}
 
 # {q} is a SELECT; the whole row, qualified (a bare alias would name an output column of the
 # same name); every name qualified too (it runs under the sender's search_path). The rows
@@ -116,31 +114,9 @@ def parameter_sets(db: Database, wi: WhatIf, key: str, types: list[str], st: Sta
     if not pp.samples and unknown:
         f.cond_params -= unknown
         pp = plan()
-    source = dict(pp.source)
-    return [_assume(args, types, source) for args in pp.samples], source
+    return pp.samples, pp.source
 
 
-def _assume(args: list[str], types: list[str], source: dict[int, str]) -> list[str]:
-    """A parameter set with the NULLs of parameters that had no value replaced where a value
-    can be assumed: NULL would make both results empty or NULL, equal whatever the rewrite
-    does. A number taken out of an expression (`0.2 * avg(x)`) -> 1; an interval -> 1 year;
-    a date or timestamp -> the value of another parameter of the same type in the set (the
-    end of a range its start). What is assumed is named in the sources."""
-    out = list(args)
-    for n, t in enumerate(types, 1):
-        if not (source.get(n) == "null" or source.get(n, "").startswith("assumed")):
-            continue
-        bare = t.replace('"', "")
-        if bare in _NUMBERS:
-            out[n - 1], source[n] = f"'1'::{t}", "assumed: 1"
-        elif bare == "pg_catalog.interval":
-            out[n - 1], source[n] = f"'1 year'::{t}", "assumed: 1 year"
-        elif bare in _TIMES:
-            same = next((k for k, (a, u) in enumerate(zip(args, types), 1)
-                         if k != n and u == t and not a.startswith("NULL")), None)
-            if same is not None:
-                out[n - 1], source[n] = args[same - 1], f"assumed: the value of ${same}"
-    return out
 
 
 def _prepare(wi: WhatIf, select: Select, who: Sender, what: str) -> tuple[str, list[str]]:

@@ -189,6 +189,18 @@ def test_covering_index_for_an_aggregate_of_few_columns(engine_conn):
     assert [c["column"] for c in rec.index_spec["include"]] == ["amount", "state"]
 
 
+def test_a_number_in_the_select_list_is_costed_with_a_value_not_null(engine_conn):
+    """`sum(amount * (1 - $1))`: with NULL for $1 the product folds away and the plan needs
+    neither amount nor the table; the statement is costed with 1 (what is assumed is named),
+    and the index that serves it holds what it adds up."""
+    load_frozen_payments(engine_conn)
+    r = run(engine_conn, [("SELECT count(*), sum(amount * (1 - $1)) FROM payments WHERE account_id = $2",
+                           1000, 9000.0, 1000)])
+    (rec,) = creates(r)
+    assert rec.ddl.endswith("(account_id) INCLUDE (amount)"), rec.ddl
+    assert rec.evidence["queries"][0]["parameters"][1] == "assumed: 1"
+
+
 TICKETS = """
 CREATE TABLE tickets (id bigint PRIMARY KEY, account_id int NOT NULL, kind text NOT NULL, status text NOT NULL,
                       urgent boolean NOT NULL, created_at timestamptz NOT NULL, body text NOT NULL);
