@@ -15,7 +15,6 @@ class Column:
     type: str
     c_collation: bool        # LIKE 'prefix%' can use a plain btree (collation C/POSIX or none)
     typid: int = 0           # pg_type oid
-    typlen: int = -1         # pg_type.typlen (-1: variable)
     dedup: bool = False      # a btree key of it can be deduplicated (its default opclass has equalimage)
 
 
@@ -73,7 +72,6 @@ SELECT a.attname AS name, a.attnum::int AS attnum, pg_catalog.format_type(a.attt
        a.atttypid::bigint AS typid,
        COALESCE(co.collname IN ('C', 'POSIX') OR (co.collname = 'default' AND d.datcollate IN ('C', 'POSIX')),
                 a.attcollation = 0) AS c_collation,
-       ty.typlen::int AS typlen,
        -- char(n) keys are never deduplicated (bt_metap().allequalimage is false, measured on
        -- PostgreSQL 15 under collation "C" too), whatever its operator class says
        coalesce(co.collisdeterministic, true) AND ty.oid <> 'pg_catalog.bpchar'::pg_catalog.regtype AND EXISTS (
@@ -157,7 +155,7 @@ class Catalog:
                   leaves=[tuple(json.loads(a)) for a in r["leaves"] or []])
         for c in self.db.query(_COLUMNS_SQL, [t.oid]):
             t.columns[c["name"]] = Column(c["name"], int(c["attnum"]), c["type"], bool(c["c_collation"]), int(c["typid"]),
-                                          int(c["typlen"]), bool(c["dedup"]))
+                                          bool(c["dedup"]))
         for i in self.db.query(_INDEXES_SQL, [t.oid]):
             items = list(i["items"])
             nkey = int(i["nkey"])

@@ -117,8 +117,6 @@ def parameter_sets(db: Database, wi: WhatIf, key: str, types: list[str], st: Sta
     return pp.samples, pp.source
 
 
-
-
 def _prepare(wi: WhatIf, select: Select, who: Sender, what: str) -> tuple[str, list[str]]:
     """(WhatIf key, parameter types) of `select` as `who`: PREPARE is parse analysis only."""
     try:
