@@ -17,6 +17,11 @@ SCAN_TYPES = ("Seq Scan", "Index Scan", "Index Only Scan", "Bitmap Heap Scan", "
               "Tid Scan", "Sample Scan")
 
 
+# The key WhatIf adds to a plan node scanning a hypothetical index: the index's identity
+# (HypoPG's name for it changes each time it is created).
+HYPOTHETICAL = "Hypothetical Index"
+
+
 def walk(plan: dict) -> Iterator[dict]:
     yield plan
     for child in plan.get("Plans", []):

@@ -1,39 +1,66 @@
-"""What a plan's repeated index probes would cost if the table they read were not cached.
+"""What a plan over hypothetical indexes costs for real: as the planner prices it once they
+are built, and with the repeated probes of its nested loops reading a table not cached.
 
-The planner prices the table pages an index scan reads with the Mackert-Lohman estimate
-(costsize.c, index_pages_fetched): over all the loops of a nested loop, a page read once
-is taken to stay cached as long as the table fits in effective_cache_size. A nested loop
-whose every probe reads a few rows scattered over a large table is then cheap in the
-estimate, and slow for real once the table is bigger than shared_buffers: a probe that
-misses them is a read and a buffer replacement. On TPC-H SF1 (effective_cache_size 4 GB,
-shared_buffers 256 MB), with lineitem (l_suppkey, l_partkey) built, Q7's plan is estimated
-at half the cost of its plan without the index and runs 3.4 times slower.
+HypoPG gives the planner a hypothetical B-tree without a tree height, and its own size
+estimate. btcostestimate() charges a real index (tree height + 1) x 50 x cpu_operator_cost
+per scan for the descent, which a hypothetical one escapes; genericcostestimate() counts
+the index pages a scan reads from the index's size, where HypoPG's can be four times the
+built one (indexsize.py). On TPC-H SF1, a probe of lineitem by order key costs 0.78
+hypothetical and 1.15 built: 18,750 over Q7's 50,000 probes, enough for the planner to
+prefer, with the indexes built, probes by supplier that the what-if plan never showed.
+built_delta() is that difference for a plan.
 
-cold_extra() is what the same plan costs more under the same formula with shared_buffers in
-place of effective_cache_size. credited() is what the advisor (and the LLM's index check)
-counts a plan with new indexes at: its cost plus its cold extra beyond the plan without
-them. An index is then not chosen for probes only a warm cache makes cheap; an index-only
-scan, a hash join, or probes in the table's physical order (a correlated key) read few
-pages and keep their gain.
+Then the cache. The planner prices the table pages an index scan reads with the
+Mackert-Lohman estimate (costsize.c, index_pages_fetched): over all the loops of a nested
+loop, a page read once is taken to stay cached as long as the table fits in
+effective_cache_size, and a parameterized scan's reads are amortized over its loop count,
+the rows of the relation its parameter comes from, however few of them reach the loop. A
+nested loop whose every probe reads a few rows scattered over a large table is then cheap
+in the estimate, and slow for real once the table is bigger than shared_buffers: a probe
+that misses them is a read and a buffer replacement. On TPC-H SF1 (effective_cache_size
+4 GB, shared_buffers 256 MB), with lineitem (l_suppkey, l_partkey) built, Q7's plan is
+estimated at half the cost of its plan without the index and runs 3.4 times slower.
+
+cold_extra() is what the plan's reads cost more under the same formula, over the scans the
+plan runs and with shared_buffers in place of effective_cache_size, than the planner
+charged. credited() is what the advisor (and the LLM's index check) counts a plan with new
+indexes at: its cost built, plus its cold extra beyond the plan without them. An index is
+then not chosen for probes only a warm cache makes cheap; an index-only scan, a hash join,
+or probes in the table's physical order (a correlated key) read few pages and keep their
+gain.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 from .catalog import Catalog, Table
 from .db import Database
+from .indexsize import HEADER, LINE_POINTER, USABLE
 from .params import ValueSource
-from .plans import Relation, conditions, walk
+from .plans import HYPOTHETICAL, Relation, conditions, walk
 
 _SETTINGS_SQL = """
 SELECT max(s.setting::float8) FILTER (WHERE s.name OPERATOR(pg_catalog.=) 'effective_cache_size') AS warm,
        max(s.setting::float8) FILTER (WHERE s.name OPERATOR(pg_catalog.=) 'shared_buffers') AS cold,
-       max(s.setting::float8) FILTER (WHERE s.name OPERATOR(pg_catalog.=) 'random_page_cost') AS rpc
+       max(s.setting::float8) FILTER (WHERE s.name OPERATOR(pg_catalog.=) 'random_page_cost') AS rpc,
+       max(s.setting::float8) FILTER (WHERE s.name OPERATOR(pg_catalog.=) 'cpu_operator_cost') AS cpu_op
 FROM pg_catalog.pg_settings s
-WHERE s.name IN ('effective_cache_size', 'shared_buffers', 'random_page_cost')"""
+WHERE s.name IN ('effective_cache_size', 'shared_buffers', 'random_page_cost', 'cpu_operator_cost')"""
 
 _HEAP_SCANS = {"Index Scan", "Bitmap Heap Scan"}
+DESCENT_PER_PAGE = 50             # selfuncs.c DEFAULT_PAGE_CPU_MULTIPLIER, in cpu_operator_cost
+# Downlinks of an inner page as CREATE INDEX fills it (70%) for an 8-byte key.
+FANOUT = int(USABLE * 0.70 // (HEADER + 8 + LINE_POINTER))
+
+
+class Hypothetical(NamedTuple):
+    """A hypothetical index, as what its plans cost built depends on it."""
+    lead: str | None              # its leading column (None: an expression)
+    tuples: float                 # its entries
+    hypo_pages: float             # its size as HypoPG gives it to the planner
+    pages: float                  # its size built (indexsize.py)
 
 
 def pages_fetched(tuples: float, pages: float, cache: float) -> float:
@@ -49,89 +76,187 @@ def pages_fetched(tuples: float, pages: float, cache: float) -> float:
 
 
 class ProbeReads:
-    """cold_extra() for the plans of one advise() or check. `lead(index name)` names the
-    leading column of a hypothetical index (None if it has none or is not one); an existing
-    index's is read from the catalog."""
+    """built_cost() and cold_extra() for the plans of one advise() or check.
+    `hypothetical(identity)` describes the hypothetical index a plan node scans (WhatIf
+    marks it with its identity: plans.HYPOTHETICAL); an existing index's leading column is
+    read from the catalog."""
 
-    def __init__(self, db: Database, catalog: Catalog, values: ValueSource, lead: Callable[[str], str | None]):
+    def __init__(self, db: Database, catalog: Catalog, values: ValueSource,
+                 hypothetical: Callable[[str], Hypothetical | None]):
         row = db.query(_SETTINGS_SQL)[0]
         self.warm, self.cold, self.rpc = float(row["warm"]), float(row["cold"]), float(row["rpc"])
-        self.catalog, self.values, self.lead = catalog, values, lead
+        self.cpu_op = float(row["cpu_op"])
+        self.catalog, self.values, self.hypothetical = catalog, values, hypothetical
 
     def credited(self, cost: float, plans: list[dict], base_extra: float) -> float:
         """What a statement's plans with new indexes, of mean cost `cost`, are counted at:
-        the cost, plus their cold_extra() beyond `base_extra` (its plans' without them)."""
-        return max(cost, cost + self.cold_extra(plans) - base_extra)
+        their built_cost(), plus their cold_extra() beyond `base_extra` (its plans' without them)."""
+        built = self.built_cost(cost, plans)
+        return max(built, built + self.cold_extra(plans) - base_extra)
+
+    def built_cost(self, cost: float, plans: list[dict]) -> float:
+        """The planner's estimate of plans of mean cost `cost` once their hypothetical
+        indexes are built: `cost` plus their mean built_delta()."""
+        return cost + (sum(self.built_delta(p) for p in plans) / len(plans) if plans else 0.0)
+
+    def built_delta(self, plan: dict) -> float:
+        """What the planner prices `plan` at more (or less) with its hypothetical indexes
+        built: per scan of one, the B-tree descent, and the index pages read counted on the
+        built size rather than HypoPG's, amortized over a parameterized scan's loops as
+        genericcostestimate() does."""
+        runs = list(_runs(plan, 1.0, 1.0))
+        aliases = self._aliases(plan)
+        rows = _alias_rows(runs)
+        delta = 0.0
+        for node, loops, divisor in runs:
+            h = self.hypothetical(node[HYPOTHETICAL]) if HYPOTHETICAL in node else None
+            if h is None:
+                continue
+            entries = self._index_entries(node, aliases) * (divisor if node.get("Parallel Aware") else 1.0)
+            fraction = min(entries / max(h.tuples, 1.0), 1.0)
+            count = _loop_count(node, rows, loops) if loops > 1 else 1.0
+            hypo, built = (self._index_pages(fraction, pages, count) for pages in (h.hypo_pages, h.pages))
+            delta += loops * ((_height(h.pages) + 1) * DESCENT_PER_PAGE * self.cpu_op + self.rpc * (built - hypo))
+        return delta
+
+    def _index_pages(self, fraction: float, pages: float, loop_count: float) -> float:
+        """Index pages one of `loop_count` scans reading `fraction` of an index of `pages`
+        pages is counted at (genericcostestimate)."""
+        per_scan = math.ceil(fraction * max(pages, 1.0))
+        return per_scan if loop_count <= 1 else pages_fetched(per_scan * loop_count, pages, self.warm) / loop_count
+
+    def _index_entries(self, node: dict, aliases: dict[str, Table]) -> float:
+        """Index entries one run of a scan reads."""
+        t = self.catalog.table(node.get("Schema", "public"), node["Relation Name"]) if "Relation Name" in node else None
+        return self._fetched(node, t, aliases) if t is not None else max(float(node.get("Plan Rows", 1.0)), 1.0)
+
+    def _aliases(self, plan: dict) -> dict[str, Table]:
+        """The tables a plan scans, by alias."""
+        out = {}
+        for n in walk(plan):
+            if "Relation Name" in n and (t := self.catalog.table(n.get("Schema", "public"), n["Relation Name"])):
+                out[n.get("Alias", n["Relation Name"])] = t
+        return out
 
     def cold_extra(self, plans: list[dict]) -> float:
-        """Mean over the plans of what their repeated table reads cost more with only
-        shared_buffers cached (0 when it is not smaller than effective_cache_size)."""
+        """Mean over the plans of what their table reads through indexes cost more with
+        only shared_buffers cached than the planner charged (_extra)."""
         if not plans or self.cold >= self.warm:
             return 0.0
         return sum(self._extra(p) for p in plans) / len(plans)
 
     def _extra(self, plan: dict) -> float:
-        tables = {(n.get("Schema", "public"), n["Relation Name"]) for n in walk(plan) if "Relation Name" in n}
-        total = sum(t.pages for key in tables if (t := self.catalog.table(*key)) is not None) or 1.0
+        """What the plan's table reads through indexes cost more with only shared_buffers
+        cached than the planner charged for them. The planner charges a parameterized
+        scan's reads amortized over its loop count (_loop_count), which can be many times
+        the scans the nested loop runs: TPC-H Q8 probes lineitem by order key for 91,000
+        orders, amortized as if for all 460,000 of its date range. The reads themselves are
+        counted over every worker's scans together: they share one cache."""
+        aliases = self._aliases(plan)
+        total = sum(t.pages for t in {(t.schema, t.name): t for t in aliases.values()}.values()) or 1.0
+        runs = list(_runs(plan, 1.0, 1.0))
+        rows_of = _alias_rows(runs)
         extra = 0.0
-        for node, loops in _probed(plan, 1.0):
-            t = self.catalog.table(node.get("Schema", "public"), node["Relation Name"])
-            if t is None or t.pages <= 0:
+        for node, loops, divisor in runs:
+            if node["Node Type"] not in _HEAP_SCANS:
                 continue
-            rows = self._fetched(node, t)
+            t = self.catalog.table(node.get("Schema", "public"), node["Relation Name"])
+            if t is None or t.pages <= 0 or self.cold * t.pages / total >= t.pages:
+                continue                        # shared_buffers hold it: its reads are hits
+            rows = self._fetched(node, t, aliases)
             corr = self._correlation(node, t) if node["Node Type"] == "Index Scan" else 0.0
             per_page = max(t.reltuples / t.pages, 1.0)
-            io = []
-            for cache in (self.warm, self.cold):
+
+            def read(scans: float, cache: float) -> float:
+                """Table pages `scans` runs of the scan read, `cache` pages cached in all."""
                 b = cache * t.pages / total          # the table's share of the cache, as the planner prorates it
-                most = pages_fetched(rows * loops, t.pages, b)
-                least = pages_fetched(math.ceil(rows / per_page) * loops, t.pages, b)
-                io.append(most + corr * corr * (least - most))
-            extra += self.rpc * max(io[1] - io[0], 0.0)
+                most = pages_fetched(rows * scans, t.pages, b)
+                least = pages_fetched(math.ceil(rows / per_page) * scans, t.pages, b)
+                return most + corr * corr * (least - most)
+            count = _loop_count(node, rows_of, loops) if loops > 1 else 1.0
+            charged = read(count, self.warm) / count * loops * divisor
+            extra += self.rpc * max(read(loops * divisor, self.cold) - charged, 0.0) / divisor
         return extra
 
-    def _fetched(self, node: dict, t: Table) -> float:
-        """Rows one run of the scan reads from the table: its estimated rows, or, when a
-        Filter drops some of them, what the equalities of its Index Cond select (a join
-        probe by part that keeps one supplier's rows reads all the part's)."""
+    def _fetched(self, node: dict, t: Table, tables: dict[str, Table]) -> float:
+        """Rows one run of the scan reads from the table: its estimated rows, or more where
+        the equalities of its Index Cond select more: when a Filter drops some of them (a
+        join probe by part that keeps one supplier's rows reads all the part's), or when
+        they take two columns or more of one other table (`tables`: the plan's, by alias),
+        which the planner multiplies as independent where the join follows a reference to
+        that table: TPC-H's lineitem probed by partsupp's (supplier, part) pairs reads
+        6,001,215 / 800,000 rows a pair, not 1."""
         rows = max(float(node.get("Plan Rows", 1.0)), 1.0)
-        if "Filter" not in node or "Index Cond" not in node:
+        if "Index Cond" not in node:
             return rows
         alias = node.get("Alias", t.name)
-        selected = t.reltuples
+        selected = None                     # a range alone: what it reads, the plan does not say
+        columns_of: dict[str, int] = {}     # other alias -> columns of it the equalities take
         for c in conditions(node["Index Cond"]):
             sides = [o for o in (c.left, c.right) if o.kind == "column" and o.alias in (alias, None)]
             if c.op != "=" or not sides or sides[0].column not in t.columns:
                 continue
+            for o in (c.left, c.right):
+                if o.kind == "column" and o.alias not in (alias, None):
+                    columns_of[o.alias] = columns_of.get(o.alias, 0) + 1
             st = self.values.stats(Relation(t.schema, t.name), sides[0].column)
             distinct = (st.n_distinct if st.n_distinct > 0 else -st.n_distinct * t.reltuples) if st else 0.0
             if distinct >= 1:
-                selected /= distinct
+                selected = (t.reltuples if selected is None else selected) / distinct
+        referenced = [tables[a].reltuples for a, n in columns_of.items() if n > 1 and a in tables]
+        if selected is None or ("Filter" not in node and not referenced):
+            return rows
+        if referenced:
+            selected = max(selected, t.reltuples / max(min(referenced), 1.0))
         return max(rows, min(selected, t.reltuples))
 
     def _correlation(self, node: dict, t: Table) -> float:
-        name = node.get("Index Name", "")
-        column = self.lead(name)
-        if column is None:
-            ix = next((ix for ix in t.indexes if ix.name == name), None)
+        h = self.hypothetical(node[HYPOTHETICAL]) if HYPOTHETICAL in node else None
+        column = h.lead if h is not None else None
+        if h is None:
+            ix = next((ix for ix in t.indexes if ix.name == node.get("Index Name")), None)
             column = ix.keys[0] if ix is not None and ix.keys and ix.keys[0] in t.columns else None
         st = self.values.stats(Relation(t.schema, t.name), column) if column else None
         return min(abs(st.correlation), 1.0) if st is not None and st.correlation is not None else 0.0
 
 
-def _probed(node: dict, loops: float) -> Iterator[tuple[dict, float]]:
-    """(scan node reading table pages through an index, how many times it runs): the inner
-    side of a nested loop runs once per outer row, unless a Memoize or a Materialize keeps
-    its rows (then about once: those probes are left alone)."""
-    if node["Node Type"] in _HEAP_SCANS:
-        yield node, loops
-        return                          # below a Bitmap Heap Scan: its index, no table page
+def _height(pages: float) -> int:
+    """Levels above the leaves of a B-tree of `pages` pages (its tree height)."""
+    return 0 if pages <= 1 else math.ceil(math.log(pages) / math.log(FANOUT))
+
+
+def _alias_rows(runs: list[tuple[dict, float, float]]) -> dict[str, float]:
+    """The rows of each relation a plan scans, by alias (a parallel scan's of all workers)."""
+    return {n["Alias"]: float(n.get("Plan Rows", 1.0)) * (d if n.get("Parallel Aware") else 1.0)
+            for n, _, d in runs if "Alias" in n and "Relation Name" in n}
+
+
+def _loop_count(node: dict, rows: dict[str, float], loops: float) -> float:
+    """The loop count the planner amortized a parameterized scan's index pages over: the
+    rows of the relation its Index Cond takes the parameter from (indxpath.c
+    get_loop_count), not the `loops` the nested loop runs it, unless no such relation shows."""
+    alias = node.get("Alias")
+    outer = {o.alias for c in conditions(node.get("Index Cond", "")) for o in (c.left, c.right)
+             if o.kind == "column" and o.alias not in (alias, None)}
+    counts = [rows[a] for a in outer if a in rows]
+    return max(min(counts), 1.0) if counts else loops
+
+
+def _runs(node: dict, loops: float, divisor: float) -> Iterator[tuple[dict, float, float]]:
+    """(plan node, how many times it runs, the parallel divisor of the workers running
+    it): the inner side of a nested loop runs once per outer row, unless a Memoize or a
+    Materialize keeps its rows (then about once: those probes are left alone). A
+    parallel-aware node's rows are each worker's share (costsize.c get_parallel_divisor)."""
+    yield node, loops, divisor
     children = node.get("Plans", [])
+    if "Workers Planned" in node:
+        workers = float(node["Workers Planned"])
+        divisor = workers + max(1.0 - 0.3 * workers, 0.0)
     if node["Node Type"] == "Nested Loop" and len(children) == 2:
         outer, inner = children
-        yield from _probed(outer, loops)
+        yield from _runs(outer, loops, divisor)
         kept = inner["Node Type"] in ("Memoize", "Materialize")
-        yield from _probed(inner, loops if kept else loops * max(float(outer.get("Plan Rows", 1.0)), 1.0))
+        yield from _runs(inner, loops if kept else loops * max(float(outer.get("Plan Rows", 1.0)), 1.0), divisor)
         return
     for child in children:
-        yield from _probed(child, loops)
+        yield from _runs(child, loops, divisor)

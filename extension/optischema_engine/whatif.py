@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .db import Database
 from .plannable import Plannable, variants
-from .plans import index_names, root
+from .plans import HYPOTHETICAL, root, walk
 from .senders import Failed, Planning, Sender, first_line, planning, resolve_one, statement_name
 from .sqltext import quote_literal, single_statement, strip_semicolon
 
@@ -39,7 +39,8 @@ class WhatIf:
         self.hypo_created = 0
         self._stmts: dict[str, tuple[str, Sender, int]] = {}    # key -> (text, sender, parameters)
         self._planned: dict[str, Plannable] = {}
-        self._hypo: dict[str, tuple[int, str, int]] = {}     # identity -> (oid, name, size)
+        self._hypo: dict[str, tuple[int, str]] = {}          # identity -> (oid, name) while active
+        self._sizes: dict[str, int] = {}                     # identity -> HypoPG's size, once created
         self._active: set[str] = set()
         # A hypothetical index can change only the plans of statements that read its table:
         # a statement's costs are cached per the active indexes on the tables it reads.
@@ -160,10 +161,12 @@ class WhatIf:
                     out[key] = Unplannable(result)
                     continue
                 plans = [root(rows[0]["QUERY PLAN"]) for rows in result[1:]]
-                # hypopg names carry the oid, which changes when an index is re-created: record
-                # which hypothetical indexes the plans use by identity, now
-                used_names = set().union(*(index_names(p) for p in plans))
-                used = frozenset(i for i in ck[2] if self._hypo[i][1] in used_names)
+                # hypopg names carry the oid, which changes when an index is re-created: mark
+                # which hypothetical index a node scans by identity, now
+                names = {self._hypo[i][1]: i for i in ck[2]}
+                for node in (n for p in plans for n in walk(p) if n.get("Index Name") in names):
+                    node[HYPOTHETICAL] = names[node["Index Name"]]
+                used = frozenset(n[HYPOTHETICAL] for p in plans for n in walk(p) if HYPOTHETICAL in n)
                 self._cache[ck] = out[key] = (sum(p["Total Cost"] for p in plans) / len(plans), plans, used)
         return out
 
@@ -224,13 +227,15 @@ class WhatIf:
                     failed[ident] = first_line(result)
                     continue
                 row = result[0][0]
-                self._hypo[ident] = (int(row["oid"]), row["name"], int(row["size"]))
+                self._hypo[ident] = (int(row["oid"]), row["name"])
+                self._sizes[ident] = int(row["size"])
                 self._active.add(ident)
                 self.hypo_created += 1
         return failed
 
     def size(self, ident: str) -> int:
-        return self._hypo[ident][2]
+        """HypoPG's size of a hypothetical index created in this run (active or not since)."""
+        return self._sizes[ident]
 
     def measure(self, ddls: list[str], sender: Sender) -> int:
         """The estimated size of these hypothetical indexes together, each created as
@@ -249,10 +254,6 @@ class WhatIf:
                     total += int(row["size"])
                     self.db.query(f"SELECT {self._hypopg}.hypopg_drop_index($1::oid)", [int(row["oid"])])
         return total
-
-    def identity_of(self, index_name: str) -> str | None:
-        """The identity of the active hypothetical index a plan names `index_name`."""
-        return next((i for i in self._active if self._hypo[i][1] == index_name), None)
 
     def uses(self, ident: str) -> bool:
         """Did the plans of the last cost() call use this hypothetical index?"""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import psycopg
 from optischema_engine import ddl, senders
-from optischema_engine.advisor import WELL_SERVED_MIN_SAVING, counts_for, index_size
+from optischema_engine.advisor import WELL_SERVED_MIN_SAVING, counts_for, hypothetical, index_size
 from optischema_engine.candidates import Candidate, KeyPart, covered_by_existing
 from optischema_engine.catalog import Catalog, Table
 from optischema_engine.db import PsycopgDatabase
@@ -80,8 +80,8 @@ def _what_if(db: PsycopgDatabase, planning: senders.Planning, catalog: Catalog, 
     per_query: list[dict] = []
     wi = WhatIf(db, planning)
     values = ValueSource(db, [], use_qualstats=False)
-    lead = c.keys[0].column if c.keys[0].func is None else None
-    probes = ProbeReads(db, catalog, values, lambda name: lead if wi.identity_of(name) == ident else None)
+    probes = ProbeReads(db, catalog, values,
+                        lambda i: hypothetical(wi, values, c, table) if i == ident else None)
     size = 0
     try:
         for t in targets:
