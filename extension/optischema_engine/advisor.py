@@ -25,8 +25,9 @@ from .whatif import Unplannable, WhatIf
 # filtered out, which the index scan it has already finds in the cache: the cost model's
 # noise, not a gain a DBA would build an index for.
 WELL_SERVED_MIN_SAVING = 100.0
-# The share of a plan's cost its new indexes must make it dearer built (ProbeReads.built_cost)
-# for the advisor to look for the plan the planner would take instead (_as_built).
+# The share of a plan's cost its new indexes must make it dearer built (ProbeReads.built_cost),
+# and one cost unit at least, for the advisor to look for the plan the planner would take
+# instead (_as_built): a lookup's B-tree descent (0.375) changes no plan.
 REPLAN_SHARE = 0.01
 INDEX_SCANS = {"Index Scan", "Index Only Scan", "Bitmap Heap Scan"}
 
@@ -631,7 +632,8 @@ def _as_built(wi: WhatIf, affected: list[Analysed], results: dict, chosen: list[
     retry: dict[frozenset[str], list[Analysed]] = {}
     for a in affected:
         r = results[a.key]
-        if not isinstance(r, Unplannable) and r[2] and probes.built_cost(r[0], r[1]) - r[0] >= REPLAN_SHARE * r[0]:
+        if not isinstance(r, Unplannable) and r[2] and \
+                probes.built_cost(r[0], r[1]) - r[0] >= max(REPLAN_SHARE * r[0], 1.0):
             retry.setdefault(r[2], []).append(a)
     out = {}
     for used, stmts in sorted(retry.items(), key=lambda kv: sorted(kv[0])):
