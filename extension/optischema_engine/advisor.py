@@ -322,7 +322,7 @@ def index_size(wi: WhatIf, values: ValueSource, c: Candidate, t: Table, sender: 
     table from that table's own row count, which only an ANALYZE of it sets (autovacuum
     analyzes the partitions only): until then, its partitions' indexes, summed. The
     advisor and the LLM's index check both size by it."""
-    modelled = indexsize.estimate(c, t, values, _fraction(values, t, *c.predicate) if c.predicate else 1.0)
+    modelled = indexsize.estimate(c, t, values, _share(values, c, t))
     if modelled is not None:
         return modelled
     if not t.partitioned or t.reltuples > 0:
@@ -333,7 +333,7 @@ def index_size(wi: WhatIf, values: ValueSource, c: Candidate, t: Table, sender: 
 def hypothetical(wi: WhatIf, values: ValueSource, c: Candidate, t: Table) -> Hypothetical:
     """Candidate c on table t (its hypothetical index created in this run) as ProbeReads
     prices its plans built. The advisor and the LLM's index check both describe it so."""
-    share = _fraction(values, t, *c.predicate) if c.predicate else 1.0
+    share = _share(values, c, t)
     hypo = wi.size(c.identity()) / indexsize.PAGE
     built = indexsize.estimate(c, t, values, share)
     return Hypothetical(c.keys[0].column if c.keys[0].func is None else None, max(t.reltuples, 0.0) * share,
@@ -398,6 +398,11 @@ def _fraction(values: ValueSource, t: Table, column: str, op: str, value: str) -
         equal = min(rest, st.freqs[-1]) if st.freqs else rest
     # NULLs are neither equal nor unequal
     return equal if op == "=" else max(0.0, 1.0 - equal - st.null_frac)
+
+
+def _share(values: ValueSource, c: Candidate, t: Table) -> float:
+    """The share of table t's rows candidate c holds: its predicate's, 1 without one."""
+    return _fraction(values, t, *c.predicate) if c.predicate else 1.0
 
 
 def _table_key(t: Table) -> str:
@@ -506,7 +511,7 @@ def _evaluate(wi: WhatIf, catalog: Catalog, values: ValueSource, reads: list[Ana
                     costs[a.key] = after
             if costs:
                 tkey = f"{c.schema}.{c.table}"
-                share = _fraction(values, tables[tkey], *c.predicate) if c.predicate else 1.0
+                share = _share(values, c, tables[tkey])
                 appends = c.keys[0].func is None and _appends(values, tables[tkey], c.keys[0].column)
                 options[ident] = Option(ident, tkey, frozenset(c.columns()), share,
                                         index_size(wi, values, c, tables[tkey], origin[ident]), costs, appends=appends)

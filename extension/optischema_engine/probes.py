@@ -39,7 +39,7 @@ from .catalog import Catalog, Table
 from .db import Database
 from .indexsize import HEADER, LINE_POINTER, USABLE
 from .params import ValueSource
-from .plans import HYPOTHETICAL, Relation, conditions, walk
+from .plans import HYPOTHETICAL, Relation, conditions
 
 _SETTINGS_SQL = """
 SELECT max(s.setting::float8) FILTER (WHERE s.name OPERATOR(pg_catalog.=) 'effective_cache_size') AS warm,
@@ -61,6 +61,17 @@ class Hypothetical(NamedTuple):
     tuples: float                 # its entries
     hypo_pages: float             # its size as HypoPG gives it to the planner
     pages: float                  # its size built (indexsize.py)
+
+
+class _Plan(NamedTuple):
+    """A plan as its pricing reads it, walked once."""
+    runs: list[tuple[dict, float, float]]   # every node, how many times it runs, its parallel divisor (_runs)
+    aliases: dict[str, Table]               # the tables it scans, by alias
+    rows: dict[str, float]                  # their rows, by alias (_alias_rows)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
 
 
 def pages_fetched(tuples: float, pages: float, cache: float) -> float:
@@ -91,33 +102,53 @@ class ProbeReads:
     def credited(self, cost: float, plans: list[dict], base_extra: float) -> float:
         """What a statement's plans with new indexes, of mean cost `cost`, are counted at:
         their built_cost(), plus their cold_extra() beyond `base_extra` (its plans' without them)."""
-        built = self.built_cost(cost, plans)
-        return max(built, built + self.cold_extra(plans) - base_extra)
+        read = [self._read(p) for p in plans]
+        built = cost + _mean([self._delta(r) for r in read])
+        return max(built, built + self._cold(read) - base_extra)
 
     def built_cost(self, cost: float, plans: list[dict]) -> float:
         """The planner's estimate of plans of mean cost `cost` once their hypothetical
         indexes are built: `cost` plus their mean built_delta()."""
-        return cost + (sum(self.built_delta(p) for p in plans) / len(plans) if plans else 0.0)
+        return cost + _mean([self.built_delta(p) for p in plans])
 
     def built_delta(self, plan: dict) -> float:
         """What the planner prices `plan` at more (or less) with its hypothetical indexes
         built: per scan of one, the B-tree descent, and the index pages read counted on the
         built size rather than HypoPG's, amortized over a parameterized scan's loops as
         genericcostestimate() does."""
+        return self._delta(self._read(plan))
+
+    def cold_extra(self, plans: list[dict]) -> float:
+        """Mean over the plans of what their table reads through indexes cost more with
+        only shared_buffers cached than the planner charged (_extra)."""
+        return self._cold([self._read(p) for p in plans])
+
+    def _read(self, plan: dict) -> _Plan:
         runs = list(_runs(plan, 1.0, 1.0))
-        aliases = self._aliases(plan)
-        rows = _alias_rows(runs)
+        aliases = {}
+        for n, _, _ in runs:
+            if "Relation Name" in n and (t := self.catalog.table(n.get("Schema", "public"), n["Relation Name"])):
+                aliases[n.get("Alias", n["Relation Name"])] = t
+        return _Plan(runs, aliases, _alias_rows(runs))
+
+    def _hypothetical(self, node: dict) -> Hypothetical | None:
+        return self.hypothetical(node[HYPOTHETICAL]) if HYPOTHETICAL in node else None
+
+    def _delta(self, plan: _Plan) -> float:
         delta = 0.0
-        for node, loops, divisor in runs:
-            h = self.hypothetical(node[HYPOTHETICAL]) if HYPOTHETICAL in node else None
+        for node, loops, divisor in plan.runs:
+            h = self._hypothetical(node)
             if h is None:
                 continue
-            entries = self._index_entries(node, aliases) * (divisor if node.get("Parallel Aware") else 1.0)
+            entries = self._index_entries(node, plan.aliases) * (divisor if node.get("Parallel Aware") else 1.0)
             fraction = min(entries / max(h.tuples, 1.0), 1.0)
-            count = _loop_count(node, rows, loops) if loops > 1 else 1.0
+            count = _loop_count(node, plan.rows, loops) if loops > 1 else 1.0
             hypo, built = (self._index_pages(fraction, pages, count) for pages in (h.hypo_pages, h.pages))
             delta += loops * ((_height(h.pages) + 1) * DESCENT_PER_PAGE * self.cpu_op + self.rpc * (built - hypo))
         return delta
+
+    def _cold(self, plans: list[_Plan]) -> float:
+        return 0.0 if self.cold >= self.warm else _mean([self._extra(p) for p in plans])
 
     def _index_pages(self, fraction: float, pages: float, loop_count: float) -> float:
         """Index pages one of `loop_count` scans reading `fraction` of an index of `pages`
@@ -130,40 +161,22 @@ class ProbeReads:
         t = self.catalog.table(node.get("Schema", "public"), node["Relation Name"]) if "Relation Name" in node else None
         return self._fetched(node, t, aliases) if t is not None else max(float(node.get("Plan Rows", 1.0)), 1.0)
 
-    def _aliases(self, plan: dict) -> dict[str, Table]:
-        """The tables a plan scans, by alias."""
-        out = {}
-        for n in walk(plan):
-            if "Relation Name" in n and (t := self.catalog.table(n.get("Schema", "public"), n["Relation Name"])):
-                out[n.get("Alias", n["Relation Name"])] = t
-        return out
-
-    def cold_extra(self, plans: list[dict]) -> float:
-        """Mean over the plans of what their table reads through indexes cost more with
-        only shared_buffers cached than the planner charged (_extra)."""
-        if not plans or self.cold >= self.warm:
-            return 0.0
-        return sum(self._extra(p) for p in plans) / len(plans)
-
-    def _extra(self, plan: dict) -> float:
+    def _extra(self, plan: _Plan) -> float:
         """What the plan's table reads through indexes cost more with only shared_buffers
         cached than the planner charged for them. The planner charges a parameterized
         scan's reads amortized over its loop count (_loop_count), which can be many times
         the scans the nested loop runs: TPC-H Q8 probes lineitem by order key for 91,000
         orders, amortized as if for all 460,000 of its date range. The reads themselves are
         counted over every worker's scans together: they share one cache."""
-        aliases = self._aliases(plan)
-        total = sum(t.pages for t in {(t.schema, t.name): t for t in aliases.values()}.values()) or 1.0
-        runs = list(_runs(plan, 1.0, 1.0))
-        rows_of = _alias_rows(runs)
+        total = sum(t.pages for t in {(t.schema, t.name): t for t in plan.aliases.values()}.values()) or 1.0
         extra = 0.0
-        for node, loops, divisor in runs:
+        for node, loops, divisor in plan.runs:
             if node["Node Type"] not in _HEAP_SCANS:
                 continue
             t = self.catalog.table(node.get("Schema", "public"), node["Relation Name"])
             if t is None or t.pages <= 0 or self.cold * t.pages / total >= t.pages:
                 continue                        # shared_buffers hold it: its reads are hits
-            rows = self._fetched(node, t, aliases)
+            rows = self._fetched(node, t, plan.aliases)
             corr = self._correlation(node, t) if node["Node Type"] == "Index Scan" else 0.0
             per_page = max(t.reltuples / t.pages, 1.0)
 
@@ -173,7 +186,7 @@ class ProbeReads:
                 most = pages_fetched(rows * scans, t.pages, b)
                 least = pages_fetched(math.ceil(rows / per_page) * scans, t.pages, b)
                 return most + corr * corr * (least - most)
-            count = _loop_count(node, rows_of, loops) if loops > 1 else 1.0
+            count = _loop_count(node, plan.rows, loops) if loops > 1 else 1.0
             charged = read(count, self.warm) / count * loops * divisor
             extra += self.rpc * max(read(loops * divisor, self.cold) - charged, 0.0) / divisor
         return extra
@@ -211,7 +224,7 @@ class ProbeReads:
         return max(rows, min(selected, t.reltuples))
 
     def _correlation(self, node: dict, t: Table) -> float:
-        h = self.hypothetical(node[HYPOTHETICAL]) if HYPOTHETICAL in node else None
+        h = self._hypothetical(node)
         column = h.lead if h is not None else None
         if h is None:
             ix = next((ix for ix in t.indexes if ix.name == node.get("Index Name")), None)

@@ -164,9 +164,10 @@ class WhatIf:
                 # hypopg names carry the oid, which changes when an index is re-created: mark
                 # which hypothetical index a node scans by identity, now
                 names = {self._hypo[i][1]: i for i in ck[2]}
-                for node in (n for p in plans for n in walk(p) if n.get("Index Name") in names):
+                scans = [n for p in plans for n in walk(p) if n.get("Index Name") in names]
+                for node in scans:
                     node[HYPOTHETICAL] = names[node["Index Name"]]
-                used = frozenset(n[HYPOTHETICAL] for p in plans for n in walk(p) if HYPOTHETICAL in n)
+                used = frozenset(n[HYPOTHETICAL] for n in scans)
                 self._cache[ck] = out[key] = (sum(p["Total Cost"] for p in plans) / len(plans), plans, used)
         return out
 
