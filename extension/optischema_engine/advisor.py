@@ -3,6 +3,7 @@ validated together -> recommendations (create and drop)."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from . import ddl, indexsize, running, senders, sqltext
@@ -159,9 +160,11 @@ def advise(db: Database, workload: list[WorkloadQuery], activity: Activity,
             stats["phase_ms"] = phase.ms
             by_key = {a.key: a for a in reads}
             recs = []
+            names = set_names([cands[i] for i in final], catalog)
             for i in final:
                 try:
-                    recs.append(_create_rec(cands[i], options, final, joint, by_key, problem, total_ms, catalog))
+                    recs.append(_create_rec(cands[i], names[cands[i]], options, final, joint, by_key, problem,
+                                            total_ms, catalog))
                 except Unbuildable as e:
                     stats.setdefault("unbuildable", []).append(f"{i}: {e}")
             recs.sort(key=lambda r: -r.score)
@@ -658,13 +661,24 @@ def _joint_options(options: dict[str, Option], chosen: list[str], joint) -> dict
                       joint.get(i, {}), appends=options[i].appends) for i in chosen}
 
 
-def _create_rec(c: Candidate, options: dict[str, Option], final: list[str], joint, by_key: dict[str, Analysed],
-                p: Problem, total_ms: float, catalog: Catalog) -> Recommendation:
+def set_names(chosen: list[Candidate], catalog: Catalog) -> dict[Candidate, str]:
+    """The name of each index of a set: its plain name (ddl.index_name) unless an existing
+    index has it, or another of the set would (one key, two INCLUDE lists): then each of
+    them the hashed form, whatever order they come in."""
+    plain = Counter((c.schema, ddl.index_name(c.table, c.name_parts(), c.identity())) for c in chosen)
+    out = {}
+    for c in chosen:
+        taken = {ix.name for tb in catalog.tables() if tb.schema == c.schema for ix in tb.indexes}
+        taken |= {name for (schema, name), n in plain.items() if schema == c.schema and n > 1}
+        out[c] = ddl.index_name(c.table, c.name_parts(), c.identity(), taken)
+    return out
+
+
+def _create_rec(c: Candidate, name: str, options: dict[str, Option], final: list[str], joint,
+                by_key: dict[str, Analysed], p: Problem, total_ms: float, catalog: Catalog) -> Recommendation:
     o = options[c.identity()]
     t = catalog.table(c.schema, c.table)
     served = [by_key[q] for q in joint.get(o.ident, {})]
-    taken = {ix.name for tb in catalog.tables() if tb.schema == c.schema for ix in tb.indexes}
-    name = ddl.index_name(c.table, c.name_parts(), c.identity(), taken)
     spec = c.spec(catalog.db, t, name)
     per_query, saved = [], 0.0
     for a in served:

@@ -16,6 +16,8 @@ class Column:
     c_collation: bool        # LIKE 'prefix%' can use a plain btree (collation C/POSIX or none)
     typid: int = 0           # pg_type oid
     dedup: bool = False      # a btree key of it can be deduplicated (its default opclass has equalimage)
+    length: int = -1         # pg_attribute.attlen: bytes, or -1 for a varlena
+    align: int = 4           # pg_attribute.attalign, in bytes
 
 
 @dataclass
@@ -69,7 +71,8 @@ FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamesp
 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'm')"""
 _COLUMNS_SQL = """
 SELECT a.attname AS name, a.attnum::int AS attnum, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
-       a.atttypid::bigint AS typid,
+       a.atttypid::bigint AS typid, a.attlen::int AS length,
+       CASE a.attalign WHEN 'c' THEN 1 WHEN 's' THEN 2 WHEN 'i' THEN 4 ELSE 8 END AS align,
        COALESCE(co.collname IN ('C', 'POSIX') OR (co.collname = 'default' AND d.datcollate IN ('C', 'POSIX')),
                 a.attcollation = 0) AS c_collation,
        -- char(n) keys are never deduplicated (bt_metap().allequalimage is false, measured on
@@ -155,7 +158,7 @@ class Catalog:
                   leaves=[tuple(json.loads(a)) for a in r["leaves"] or []])
         for c in self.db.query(_COLUMNS_SQL, [t.oid]):
             t.columns[c["name"]] = Column(c["name"], int(c["attnum"]), c["type"], bool(c["c_collation"]), int(c["typid"]),
-                                          bool(c["dedup"]))
+                                          bool(c["dedup"]), int(c["length"]), int(c["align"]))
         for i in self.db.query(_INDEXES_SQL, [t.oid]):
             items = list(i["items"])
             nkey = int(i["nkey"])

@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 from .catalog import Catalog, Table
 from .db import Database
-from .indexsize import HEADER, LINE_POINTER, USABLE
+from .indexsize import downlinks
 from .params import ValueSource
 from .plans import HYPOTHETICAL, Relation, conditions
 
@@ -51,8 +51,7 @@ WHERE s.name IN ('effective_cache_size', 'shared_buffers', 'random_page_cost', '
 
 _HEAP_SCANS = {"Index Scan", "Bitmap Heap Scan"}
 DESCENT_PER_PAGE = 50             # selfuncs.c DEFAULT_PAGE_CPU_MULTIPLIER, in cpu_operator_cost
-# Downlinks of an inner page as CREATE INDEX fills it (70%) for an 8-byte key.
-FANOUT = int(USABLE * 0.70 // (HEADER + 8 + LINE_POINTER))
+FANOUT = downlinks(8)             # of an inner page, for an 8-byte key
 
 
 class Hypothetical(NamedTuple):

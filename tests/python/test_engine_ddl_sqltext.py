@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import engine_helpers  # noqa: F401  (puts the engine on sys.path)
 
-from optischema_engine import ddl, sqltext
+from optischema_engine import advisor, ddl, sqltext
 from optischema_engine.candidates import Candidate, KeyPart
 from optischema_engine.params import parse_constvalue
 
@@ -26,6 +26,21 @@ def test_index_name_is_deterministic_short_and_unique():
     assert taken != "orders_customer_id_idx" and taken.startswith("orders_customer_id_")
     multibyte = ddl.index_name("ü" * 40, ["é" * 20], "id")
     assert len(multibyte.encode()) <= 63
+
+
+def test_a_set_never_names_two_indexes_alike() -> None:
+    """TPC-H: lineitem (l_shipdate) INCLUDE (l_discount, l_extendedprice, l_quantity) and
+    (l_shipdate) INCLUDE (l_orderkey, ...) in one set were both lineitem_l_shipdate_idx, and
+    the second CREATE INDEX failed. Each gets its own name, in whichever order they come."""
+    class NoTables:
+        def tables(self) -> list:
+            return []
+    a = Candidate("public", "lineitem", (KeyPart("l_shipdate"),), include=("l_quantity",))
+    b = Candidate("public", "lineitem", (KeyPart("l_shipdate"),), include=("l_orderkey",))
+    other = Candidate("public", "lineitem", (KeyPart("l_partkey"),))
+    names = advisor.set_names([a, b, other], NoTables())
+    assert len(set(names.values())) == 3 and names[other] == "lineitem_l_partkey_idx"
+    assert names == advisor.set_names([other, b, a], NoTables())
 
 
 def test_create_and_drop_ddl():
