@@ -179,11 +179,31 @@ def greedy(p: Problem, options: dict[str, Option]) -> list[tuple[str, float]]:
     """Add (or widen) one index at a time, the move that saves the most per byte of new index
     first, while any move pays for itself (_State.move). A move changes only the value of the
     moves on its table and on the statements it serves: only those are re-evaluated.
-    Returns [(ident, gain at the step it was taken)], in the order taken."""
+    Under a budget, then swap (_swap) while a swap lowers the workload's cost, filling what
+    it frees. Returns [(ident, gain at the step it was taken)], in the order taken."""
     st = _State(p, options)
+    gains: dict[str, float] = {}
+    _fill(st, sorted(options), gains)
+    while p.budget_bytes is not None and (swap := _swap(st)) is not None:
+        out, into, m = swap
+        kept = [x for x in st.chosen if x != out]
+        st = _State(p, options)
+        for x in kept:
+            st.take(x, Move(0.0, options[x].size_bytes, []))
+        st.take(into, m)
+        gains.pop(out, None)
+        gains[into] = m.gain + sum(gains.pop(x, 0.0) for x in m.replaced)
+        _fill(st, sorted(options), gains)
+    return [(x, gains[x]) for x in st.chosen]
+
+
+def _fill(st: _State, idents: list[str], gains: dict[str, float]) -> None:
+    """The greedy's moves on `st`, best per byte first, while any pays for itself."""
+    p, options = st.p, st.options
     on_table: dict[str, list[str]] = {}
     on_query: dict[str, list[str]] = {}
-    for ident, o in options.items():
+    for ident in idents:
+        o = options[ident]
         on_table.setdefault(o.table, []).append(ident)
         for q in o.costs:
             on_query.setdefault(q, []).append(ident)
@@ -201,9 +221,8 @@ def greedy(p: Problem, options: dict[str, Option]) -> list[tuple[str, float]]:
         # per byte: a 0.2 MB partial index that does 95% of what a 30 MB one does wins
         heapq.heappush(heap, (-m.gain / max(m.added_bytes, 8192), ident, version[ident]))
 
-    for ident in sorted(options):
+    for ident in idents:
         push(ident)
-    gains: dict[str, float] = {}
     while heap:
         _, ident, v = heapq.heappop(heap)
         if v != version[ident] or ident not in moves:
@@ -218,4 +237,25 @@ def greedy(p: Problem, options: dict[str, Option]) -> list[tuple[str, float]]:
             touched.update(on_query.get(q, ()))
         for other in sorted(touched):
             push(other)
-    return [(x, gains[x]) for x in st.chosen]
+
+
+def _swap(st: _State) -> tuple[str, str, Move] | None:
+    """The chosen index and the one to take instead (a move on the set without it) that lower
+    the workload's cost the most, if any does. Per byte, the greedy can spend a budget on
+    small indexes and leave no room for the one that saves most: TPC-H's set left 100 MB of
+    1.3 GB unused."""
+    p, options = st.p, st.options
+    now = objective(p, options, st.chosen)
+    best: tuple[float, str, str, Move] | None = None
+    for out in st.chosen:
+        rest = _State(p, options)
+        for x in st.chosen:
+            if x != out:
+                rest.take(x, Move(0.0, options[x].size_bytes, []))
+        for into in sorted(options):
+            if into in st.chosen or (m := rest.move(into)) is None:
+                continue
+            then = objective(p, options, [x for x in rest.chosen if x not in m.replaced] + [into])
+            if then < now * (1 - 1e-9) and (best is None or then < best[0]):
+                best = (then, out, into, m)
+    return best[1:] if best is not None else None

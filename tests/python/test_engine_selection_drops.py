@@ -144,6 +144,18 @@ def test_budget_takes_the_best_value_per_byte_first():
     assert sorted(i for i, _ in greedy(problem(), opts)) == ["big", "small"]
 
 
+def test_a_budget_spent_per_byte_is_swapped_for_what_saves_most() -> None:
+    """Best per byte, the small index takes the budget's first megabyte and the big one no
+    longer fits; swapped, the big one saves ten times as much."""
+    opts = {"big": Option("big", "t1", frozenset({"a"}), 1.0, 10 << 20, {"q1": 50.0}),     # 95,000 for 10 MB
+            "small": Option("small", "t2", frozenset({"b"}), 1.0, 1 << 20, {"q2": 10.0})}  # 9,900 for 1 MB
+    p = problem(budget_bytes=10 << 20)
+    picked = greedy(p, opts)
+    assert [i for i, _ in picked] == ["big"]
+    assert objective(p, opts, []) - objective(p, opts, ["big"]) == __import__("pytest").approx(picked[0][1])
+    assert sorted(i for i, _ in greedy(problem(budget_bytes=11 << 20), opts)) == ["big", "small"]
+
+
 def test_greedy_matches_a_full_recomputation():
     """The incremental greedy takes the same steps as re-evaluating every move on the
     whole objective would: gains add up to the objective's fall."""
