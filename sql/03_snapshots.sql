@@ -177,8 +177,8 @@ SELECT pg_catalog.pg_extension_config_dump('optischema.running_statements', '');
 -- work_mem: the planner puts each statement's array_agg() of senders (an
 -- internal transition state) at 8 kB, so the hash aggregate over
 -- pg_stat_statements, at the default 4 MB, spills to disk from its 1,000th
--- statement on (3 of the 37 ms of a snapshot of 5,000). At 64 MB it does not
--- up to 16,000; what it uses is about 1 kB a statement.
+-- statement on (670 kB of temporary files, about 1 ms of a snapshot of 5,000).
+-- At 64 MB it does not up to 16,000; what it uses is about 1 kB a statement.
 CREATE OR REPLACE FUNCTION optischema.snapshot() RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
