@@ -31,6 +31,7 @@ WELL_SERVED_MIN_SAVING = 100.0
 # instead (_as_built): a lookup's B-tree descent (0.375) changes no plan.
 REPLAN_SHARE = 0.01
 INDEX_SCANS = {"Index Scan", "Index Only Scan", "Bitmap Heap Scan"}
+COMPANIONS = 3                # per statement and table read whole, the candidates costed again (_companions)
 
 _USER_TABLES_SQL = """
 SELECT n.nspname AS schema, c.relname AS name
@@ -60,6 +61,7 @@ class Analysed:
     base_plans: list[dict] = field(default_factory=list)
     base_extra: float = 0.0        # what base_plans' index probes cost more with a cold cache (probes.py)
     sampled: str = ""              # its text is an execution's, constants included: where from (running.py)
+    alone: dict[str, float] = field(default_factory=dict)     # candidate -> what its plans cost with it alone
 
     def credited(self, cost: float, plans: list[dict], probes: ProbeReads) -> float:
         """What this statement's plans with new indexes, of mean cost `cost`, count at."""
@@ -148,12 +150,16 @@ def advise(db: Database, workload: list[WorkloadQuery], activity: Activity,
             reads = [a for a in analysed if a.facts.write is None]
             writes = _writes(analysed, catalog, values)
             group_of = _table_groups(reads)
-            options, cands, origin, probes = _evaluate(wi, catalog, values, reads, s, started, stats, group_of)
+            options, cands, origin, probes, targets = _evaluate(wi, catalog, values, reads, s, started, stats, group_of)
             phase.done("evaluate")
             problem = Problem({a.key: a.calls for a in reads}, {a.key: a.base_cost for a in reads}, writes,
                               s.write_cost_per_entry, s.size_cost_per_mb, s.max_indexes_per_table,
                               s.min_index_gain, s.index_budget or None)
-            picked = [ident for ident, _ in greedy(problem, options)]
+            taken = greedy(problem, options)
+            if _companions(wi, catalog, values, options, cands, origin, [i for i, _ in taken], targets, probes,
+                           group_of, s, started, stats):
+                taken = greedy(problem, options, taken)
+            picked = [ident for ident, _ in taken]
             phase.done("select")
             final, joint = _validate(wi, reads, problem, options, cands, origin, picked, group_of, probes)
             phase.done("validate")
@@ -507,22 +513,106 @@ def _evaluate(wi: WhatIf, catalog: Catalog, values: ValueSource, reads: list[Ana
             costs = {}
             for a in targets[ident]:
                 res = results[a.key]
-                if isinstance(res, Unplannable) or ident not in res[2]:
+                if isinstance(res, Unplannable):
                     continue
-                after = a.credited(res[0], res[1], probes)
+                if ident not in res[2]:
+                    a.alone[ident] = a.base_cost                # a plan without it
+                    continue
+                after = a.alone[ident] = a.credited(res[0], res[1], probes)
                 if counts_for(a.base_cost, after, a.base_plans, c, s.min_cost_reduction):
                     costs[a.key] = after
             if costs:
-                tkey = f"{c.schema}.{c.table}"
-                share = _share(values, c, tables[tkey])
-                appends = c.keys[0].func is None and _appends(values, tables[tkey], c.keys[0].column)
-                options[ident] = Option(ident, tkey, frozenset(c.columns()), share,
-                                        index_size(wi, values, c, tables[tkey], origin[ident]), costs, appends=appends)
+                options[ident] = _option(wi, values, c, tables[f"{c.schema}.{c.table}"], origin[ident], costs)
     stats["evaluation_rounds"] = rounds
+    _extends(options, cands)
+    wi.activate({})
+    return options, cands, origin, probes, targets
+
+
+def _option(wi: WhatIf, values: ValueSource, c: Candidate, t: Table, sender: Sender, costs: dict[str, float]) -> Option:
+    appends = c.keys[0].func is None and _appends(values, t, c.keys[0].column)
+    return Option(c.identity(), _table_key(t), frozenset(c.columns()), _share(values, c, t),
+                  index_size(wi, values, c, t, sender), costs, appends=appends)
+
+
+def _extends(options: dict[str, Option], cands: dict[str, Candidate]) -> None:
     for o in options.values():
         o.extends = frozenset(x for x in options if cands[o.ident].extends(cands[x]))
+
+
+def _companions(wi: WhatIf, catalog: Catalog, values: ValueSource, options: dict[str, Option],
+                cands: dict[str, Candidate], origin: dict[str, Sender], picked: list[str],
+                targets: dict[str, list[Analysed]], probes: ProbeReads, group_of: dict[str, str], s: Settings,
+                started: float, stats: dict) -> bool:
+    """Each candidate was costed alone, against plans without any new index: an index for the
+    other side of a join can be worth nothing until the first side has its own. A customer's
+    orders summed by customer country and signup date: alone, an index on customers still
+    leaves orders read whole and saves little; next to orders (customer_id) it is what turns
+    the scan of every customer into a lookup. So, with the chosen set in place, the
+    candidates on a table that a statement it serves still reads whole (a Seq Scan of a
+    tenth of its cost at least), the COMPANIONS of them that did best alone, are costed for
+    that statement again; where one counts (counts_for), its option records
+    that cost, and the selection goes on from the chosen set. Returns whether any did."""
+    if not picked:
+        return False
+    wi.activate({i: (cands[i].hypo_ddl(), origin[i]) for i in picked}, _tables_of(cands, picked))
+    served = {a.key: a for i in picked for a in targets.get(i, []) if a.key in options[i].costs}
+    results = wi.costs([(a.key, a.params.samples) for a in served.values()])
+    now: dict[str, tuple[float, list[dict]]] = {}
+    scanned: dict[str, set[str]] = {}          # query key -> tables its plans with the set read whole
+    for q, a in served.items():
+        r = results[q]
+        if isinstance(r, Unplannable):
+            continue
+        now[q] = (a.credited(r[0], r[1], probes), r[1])
+        # only a scan that costs what an index must save (min_cost_reduction) is worth an index
+        scanned[q] = {f"{n.get('Schema', 'public')}.{n['Relation Name']}" for p in r[1] for n in walk(p)
+                      if n["Node Type"] in ("Seq Scan", "Parallel Seq Scan") and "Relation Name" in n
+                      and float(n.get("Total Cost", 0.0)) >= s.min_cost_reduction * float(p.get("Total Cost", 0.0))}
+    # per statement and table, the COMPANIONS candidates that did best alone
+    best: dict[tuple[str, str], list[tuple[float, str]]] = {}
+    for ident, c in sorted(cands.items()):
+        tkey = f"{c.schema}.{c.table}"
+        for a in targets.get(ident, []):
+            if ident not in picked and ident in a.alone and a.key in now and tkey in scanned[a.key]:
+                best.setdefault((a.key, tkey), []).append((a.alone[ident], ident))
+    pairs: dict[str, list[Analysed]] = {}
+    for (q, _), ranked in sorted(best.items()):
+        for _, ident in sorted(ranked)[:COMPANIONS]:
+            pairs.setdefault(ident, []).append(served[q])
+    queues: dict[str, list[str]] = {}
+    for ident in sorted(pairs):
+        c = cands[ident]
+        tkey = f"{c.schema}.{c.table}"
+        queues.setdefault(group_of.get(tkey, tkey), []).append(ident)
+    found = False
+    for r in range(max((len(q) for q in queues.values()), default=0)):
+        if time.monotonic() - started > s.time_budget_s:
+            stats["time_budget_exhausted"] = True
+            break
+        batch = [q[r] for q in queues.values() if r < len(q)]
+        active = picked + batch
+        failed = wi.activate({i: (cands[i].hypo_ddl(), origin[i]) for i in active}, _tables_of(cands, active))
+        batch = [i for i in batch if i not in failed]
+        results = wi.costs([(a.key, a.params.samples) for i in batch for a in pairs[i]])
+        for ident in batch:
+            c = cands[ident]
+            for a in pairs[ident]:
+                res = results[a.key]
+                if isinstance(res, Unplannable) or ident not in res[2]:
+                    continue
+                after = a.credited(res[0], res[1], probes)
+                if not counts_for(now[a.key][0], after, now[a.key][1], c, s.min_cost_reduction):
+                    continue
+                if ident not in options:
+                    options[ident] = _option(wi, values, c, catalog.table(c.schema, c.table), origin[ident], {})
+                options[ident].costs[a.key] = min(after, options[ident].costs.get(a.key, after))
+                found = True
+    stats["companion_pairs"] = sum(len(v) for v in pairs.values())
+    if found:
+        _extends(options, cands)
     wi.activate({})
-    return options, cands, origin, probes
+    return found
 
 
 def counts_for(before: float, after: float, plans_before: list[dict], c: Candidate, min_reduction: float) -> bool:

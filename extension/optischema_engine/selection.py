@@ -175,14 +175,18 @@ class _State:
         self.bytes += m.added_bytes
 
 
-def greedy(p: Problem, options: dict[str, Option]) -> list[tuple[str, float]]:
+def greedy(p: Problem, options: dict[str, Option], taken: list[tuple[str, float]] = ()) -> list[tuple[str, float]]:
     """Add (or widen) one index at a time, the move that saves the most per byte of new index
-    first, while any move pays for itself (_State.move). A move changes only the value of the
-    moves on its table and on the statements it serves: only those are re-evaluated.
-    Under a budget, then swap (_swap) while a swap lowers the workload's cost, filling what
-    it frees. Returns [(ident, gain at the step it was taken)], in the order taken."""
+    first, while any move pays for itself (_State.move), from the indexes `taken` already
+    (as greedy() returned them). A move changes only the value of the moves on its table and
+    on the statements it serves: only those are re-evaluated. Under a budget, then swap
+    (_swap) while a swap lowers the workload's cost, filling what it frees. Returns [(ident,
+    gain at the step it was taken)], in the order taken."""
     st = _State(p, options)
     gains: dict[str, float] = {}
+    for ident, gain in taken:
+        st.take(ident, Move(gain, options[ident].size_bytes, []))
+        gains[ident] = gain
     _fill(st, sorted(options), gains)
     while p.budget_bytes is not None and (swap := _swap(st)) is not None:
         out, into, m = swap

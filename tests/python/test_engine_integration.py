@@ -374,3 +374,24 @@ def test_a_statement_with_a_computed_bound_is_costed_with_an_executions_constant
     assert "(customer_id" in rec.ddl and "WHERE" not in rec.ddl, rec.ddl
     literal_cost = engine_conn.execute("EXPLAIN (FORMAT JSON) " + literal).fetchone()[0][0]["Plan"]["Total Cost"]
     assert rec.benefit["queries"][0]["cost_before"] == round(literal_cost, 2)
+
+
+def test_an_index_for_the_other_side_of_a_join_is_costed_next_to_the_first(engine_conn, monkeypatch):
+    """A customer's orders summed, for the customers of one country who signed up lately: the
+    plan wants both sides of the join indexed, customers by signup date (for 'DE') and orders
+    by customer. Each candidate costed alone, against plans without any new index, only one
+    side is advised: the other saves little until the first is there."""
+    setup(engine_conn, """
+CREATE TABLE customers (id int PRIMARY KEY, country text NOT NULL, created_at timestamptz NOT NULL, email text NOT NULL);
+INSERT INTO customers SELECT g, (ARRAY['DE','FR','US','GB','ES','IT','NL','PL','SE','NO','DK','FI','PT','AT'])[1 + g % 14],
+       '2020-01-01'::timestamptz + g * interval '26 minutes', 'c' || g || '@example.com' FROM generate_series(1, 100000) g;
+CREATE TABLE orders (id bigint PRIMARY KEY, customer_id int NOT NULL, total numeric(10,2) NOT NULL, note text);
+INSERT INTO orders SELECT g, 1 + (g::bigint * 7919) % 100000, (g % 1000) / 10.0, 'n' FROM generate_series(1, 500000) g;
+""")
+    query = ("SELECT c.id, c.email, count(*) AS n, sum(o.total) AS spent FROM customers c JOIN orders o ON o.customer_id = c.id"
+             " WHERE c.country = 'DE' AND c.created_at >= '2024-10-01' GROUP BY c.id, c.email ORDER BY spent DESC LIMIT 20")
+    tables = {rec.table: rec.ddl for rec in creates(run(engine_conn, [(query, 1000, 20000.0, 20000)]))}
+    assert set(tables) == {"public.customers", "public.orders"}, tables
+    assert "created_at)" in tables["public.customers"] and "(customer_id" in tables["public.orders"]
+    monkeypatch.setattr(advisor, "_companions", lambda *a: False)
+    assert len({rec.table for rec in creates(run(engine_conn, [(query, 1000, 20000.0, 20000)]))}) == 1
