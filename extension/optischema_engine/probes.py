@@ -50,6 +50,7 @@ FROM pg_catalog.pg_settings s
 WHERE s.name IN ('effective_cache_size', 'shared_buffers', 'random_page_cost', 'cpu_operator_cost')"""
 
 _HEAP_SCANS = {"Index Scan", "Bitmap Heap Scan"}
+_BLOCKING = {"Sort", "Hash", "SetOp"}       # and a hashed or plain Aggregate: they read their input whole
 DESCENT_PER_PAGE = 50             # selfuncs.c DEFAULT_PAGE_CPU_MULTIPLIER, in cpu_operator_cost
 FANOUT = downlinks(8)             # of an inner page, for an 8-byte key
 
@@ -254,21 +255,30 @@ def _loop_count(node: dict, rows: dict[str, float], loops: float) -> float:
     return max(min(counts), 1.0) if counts else loops
 
 
-def _runs(node: dict, loops: float, divisor: float) -> Iterator[tuple[dict, float, float]]:
+def _runs(node: dict, loops: float, divisor: float, share: float = 1.0) -> Iterator[tuple[dict, float, float]]:
     """(plan node, how many times it runs, the parallel divisor of the workers running
     it): the inner side of a nested loop runs once per outer row, unless a Memoize or a
     Materialize keeps its rows (then about once: those probes are left alone). A
-    parallel-aware node's rows are each worker's share (costsize.c get_parallel_divisor)."""
-    yield node, loops, divisor
+    parallel-aware node's rows are each worker's share (costsize.c get_parallel_divisor).
+    Under a Limit a node runs only in part, its `share` of its rows: a scan in index order
+    that stops after 20 rows reads 20 rows' pages, and the plan's cost counts that part of
+    its cost (costsize.c adjust_limit_rows_costs); a node that reads all of its input
+    before it returns a row (a Sort, a Hash, a hashed or plain Aggregate) reads it whole."""
+    yield node, loops * share, divisor
     children = node.get("Plans", [])
     if "Workers Planned" in node:
         workers = float(node["Workers Planned"])
         divisor = workers + max(1.0 - 0.3 * workers, 0.0)
-    if node["Node Type"] == "Nested Loop" and len(children) == 2:
+    kind = node["Node Type"]
+    if kind == "Limit" and children:
+        share *= min(max(float(node.get("Plan Rows", 1.0)), 1.0) / max(float(children[0].get("Plan Rows", 1.0)), 1.0), 1.0)
+    elif kind in _BLOCKING or (kind == "Aggregate" and node.get("Strategy") != "Sorted"):
+        share = 1.0
+    if kind == "Nested Loop" and len(children) == 2:
         outer, inner = children
-        yield from _runs(outer, loops, divisor)
+        yield from _runs(outer, loops, divisor, share)
         kept = inner["Node Type"] in ("Memoize", "Materialize")
-        yield from _runs(inner, loops if kept else loops * max(float(outer.get("Plan Rows", 1.0)), 1.0), divisor)
+        yield from _runs(inner, loops if kept else loops * max(float(outer.get("Plan Rows", 1.0)), 1.0), divisor, share)
         return
     for child in children:
-        yield from _runs(child, loops, divisor)
+        yield from _runs(child, loops, divisor, share)
