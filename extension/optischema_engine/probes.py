@@ -271,7 +271,8 @@ def _runs(node: dict, loops: float, divisor: float, share: float = 1.0) -> Itera
         divisor = workers + max(1.0 - 0.3 * workers, 0.0)
     kind = node["Node Type"]
     if kind == "Limit" and children:
-        share *= min(max(float(node.get("Plan Rows", 1.0)), 1.0) / max(float(children[0].get("Plan Rows", 1.0)), 1.0), 1.0)
+        returned, below = (max(float(n.get("Plan Rows", 1.0)), 1.0) for n in (node, children[0]))
+        share *= min(returned / below, 1.0)
     elif kind in _BLOCKING or (kind == "Aggregate" and node.get("Strategy") != "Sorted"):
         share = 1.0
     if kind == "Nested Loop" and len(children) == 2:

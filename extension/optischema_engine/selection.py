@@ -135,10 +135,10 @@ class _State:
             cost = min(cost, plus.costs[q])
         return cost
 
-    def move(self, ident: str) -> Move | None:
+    def move(self, ident: str, budget: bool = True) -> Move | None:
         """Adding `ident` (replacing the chosen indexes it widens), if it pays for itself:
         saves more than its upkeep and size, and at least min_gain of what the statements it
-        serves cost now."""
+        serves cost now; and if it fits in the budget, unless `budget` is False."""
         p, o = self.p, self.options[ident]
         mine = self.on_table.get(o.table, [])
         if any(ident in self.options[x].extends for x in mine):
@@ -147,7 +147,7 @@ class _State:
         if not replaced and len(mine) >= p.max_per_table:
             return None
         added = o.size_bytes - sum(self.options[x].size_bytes for x in replaced)
-        if p.budget_bytes is not None and self.bytes + added > p.budget_bytes:
+        if budget and p.budget_bytes is not None and self.bytes + added > p.budget_bytes:
             return None
         queries = set(o.costs).union(*(self.options[x].costs for x in replaced))
         queries &= p.calls.keys()
@@ -187,8 +187,8 @@ def greedy(p: Problem, options: dict[str, Option], taken: list[tuple[str, float]
     for ident, gain in taken:
         st.take(ident, Move(gain, options[ident].size_bytes, []))
         gains[ident] = gain
-    _fill(st, sorted(options), gains)
-    while p.budget_bytes is not None and (swap := _swap(st)) is not None:
+    unfit = _fill(st, sorted(options), gains)
+    while unfit and (swap := _swap(st, unfit)) is not None:
         out, into, m = swap
         kept = [x for x in st.chosen if x != out]
         st = _State(p, options)
@@ -197,12 +197,13 @@ def greedy(p: Problem, options: dict[str, Option], taken: list[tuple[str, float]
         st.take(into, m)
         gains.pop(out, None)
         gains[into] = m.gain + sum(gains.pop(x, 0.0) for x in m.replaced)
-        _fill(st, sorted(options), gains)
+        unfit = (unfit - {into}) | _fill(st, sorted(options), gains)
     return [(x, gains[x]) for x in st.chosen]
 
 
-def _fill(st: _State, idents: list[str], gains: dict[str, float]) -> None:
-    """The greedy's moves on `st`, best per byte first, while any pays for itself."""
+def _fill(st: _State, idents: list[str], gains: dict[str, float]) -> set[str]:
+    """The greedy's moves on `st`, best per byte first, while any pays for itself. Returns
+    the moves that paid for themselves but did not fit in the budget."""
     p, options = st.p, st.options
     on_table: dict[str, list[str]] = {}
     on_query: dict[str, list[str]] = {}
@@ -227,13 +228,15 @@ def _fill(st: _State, idents: list[str], gains: dict[str, float]) -> None:
 
     for ident in idents:
         push(ident)
+    unfit: set[str] = set()
     while heap:
         _, ident, v = heapq.heappop(heap)
         if v != version[ident] or ident not in moves:
             continue
         m = moves.pop(ident)
         if p.budget_bytes is not None and st.bytes + m.added_bytes > p.budget_bytes:
-            continue                 # the budget only fills up: this move will not fit again
+            unfit.add(ident)         # the budget only fills up: this move will not fit again
+            continue
         st.take(ident, m)
         gains[ident] = m.gain + sum(gains.pop(x, 0.0) for x in m.replaced)
         touched = set(on_table[options[ident].table])
@@ -241,25 +244,50 @@ def _fill(st: _State, idents: list[str], gains: dict[str, float]) -> None:
             touched.update(on_query.get(q, ()))
         for other in sorted(touched):
             push(other)
+    return unfit
 
 
-def _swap(st: _State) -> tuple[str, str, Move] | None:
-    """The chosen index and the one to take instead (a move on the set without it) that lower
+def _swap(st: _State, unfit: set[str]) -> tuple[str, str, Move] | None:
+    """The chosen index and the move that did not fit (`unfit`) to take instead that lower
     the workload's cost the most, if any does. Per byte, the greedy can spend a budget on
     small indexes and leave no room for the one that saves most: TPC-H's set left 100 MB of
-    1.3 GB unused."""
+    1.3 GB unused. Without `out`, the workload costs what its removal adds; a move on that
+    set saves its gain (objective() falls by the gains greedy() adds up), which is its gain
+    on the whole set where `out` serves none of its statements and is on another table.
+    Only an `out` that frees the bytes a move lacks is tried for it."""
     p, options = st.p, st.options
     now = objective(p, options, st.chosen)
-    best: tuple[float, str, str, Move] | None = None
+    limit = now * (1 - 1e-9)
+    moves = {i: m for i in sorted(unfit) if i not in st.chosen and (m := st.move(i, budget=False)) is not None}
+    best: tuple[float, str, str] | None = None
+    rests: dict[str, _State] = {}
     for out in st.chosen:
-        rest = _State(p, options)
+        o = options[out]
+        lacking = [i for i, m in moves.items() if st.bytes + m.added_bytes - o.size_bytes <= p.budget_bytes]
+        if not lacking:
+            continue
+        mates = [options[x] for x in st.on_table[o.table] if x != out]
+        without = now + sum(p.calls[q] * (st.best(q, {out}) - st.best(q)) for q in o.costs if q in p.calls) \
+            - upkeep_delta(p, o.table, mates, mates + [o]) - p.size_cost_per_mb * o.size_bytes / 2**20
+        for into in lacking:
+            i = options[into]
+            if i.table != o.table and not (i.costs.keys() & o.costs.keys()):
+                m = moves[into]
+            else:
+                m = _without(st, out, rests).move(into)
+            if m is not None and without - m.gain < (best[0] if best else limit):
+                best = (without - m.gain, out, into)
+    if best is None:
+        return None
+    _, out, into = best
+    return out, into, _without(st, out, rests).move(into)
+
+
+def _without(st: _State, out: str, made: dict[str, _State]) -> _State:
+    """The chosen set of `st` but `out` (kept in `made`)."""
+    if out not in made:
+        rest = made[out] = _State(st.p, st.options)
         for x in st.chosen:
             if x != out:
-                rest.take(x, Move(0.0, options[x].size_bytes, []))
-        for into in sorted(options):
-            if into in st.chosen or (m := rest.move(into)) is None:
-                continue
-            then = objective(p, options, [x for x in rest.chosen if x not in m.replaced] + [into])
-            if then < now * (1 - 1e-9) and (best is None or then < best[0]):
-                best = (then, out, into, m)
-    return best[1:] if best is not None else None
+                rest.take(x, Move(0.0, st.options[x].size_bytes, []))
+    return made[out]

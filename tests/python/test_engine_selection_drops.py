@@ -156,6 +156,39 @@ def test_a_budget_spent_per_byte_is_swapped_for_what_saves_most() -> None:
     assert sorted(i for i, _ in greedy(problem(budget_bytes=11 << 20), opts)) == ["big", "small"]
 
 
+def test_a_swap_is_the_best_pair_as_costing_every_pair_whole_finds_it() -> None:
+    """_swap() costs a pair from the removal's loss and the move's gain, and a move apart from
+    the removed index (another table, no statement in common) from its gain on the whole set:
+    the pair it takes lowers the objective exactly as much as the best of every pair costed
+    whole."""
+    import random
+    from optischema_engine.selection import Move, _fill, _State, _swap
+    rnd = random.Random(7)
+    calls = {f"q{i}": rnd.randint(1, 20) for i in range(120)}
+    tw = {f"t{k}": TableWrites([], [WriteStmt("Insert", 50, 1.0, frozenset()),
+                                     WriteStmt("Update", 20, 1.0, frozenset({"c1"}))]) for k in range(6)}
+    opts = {f"o{i}": Option(f"o{i}", f"t{i % 6}", frozenset({f"c{i % 4}"}), 1.0, rnd.choice([1, 2, 3, 60, 90]) << 20,
+                            {f"q{q}": rnd.uniform(10, 900) for q in rnd.sample(range(120), 3)}) for i in range(150)}
+    p = problem(tw, calls=calls, base={q: 1000.0 for q in calls}, size_cost_per_mb=0.5, max_per_table=50,
+                budget_bytes=100 << 20)
+    st = _State(p, opts)
+    unfit = _fill(st, sorted(opts), {})
+    best = None
+    for out in st.chosen:
+        rest = _State(p, opts)
+        for x in st.chosen:
+            if x != out:
+                rest.take(x, Move(0.0, opts[x].size_bytes, []))
+        for into in unfit:
+            if (m := rest.move(into)) is not None:
+                then = objective(p, opts, [x for x in rest.chosen if x not in m.replaced] + [into])
+                best = min(best or then, then)
+    out, into, m = _swap(st, unfit)
+    kept = [x for x in st.chosen if x != out and x not in m.replaced]
+    assert best < objective(p, opts, st.chosen)
+    assert objective(p, opts, kept + [into]) == __import__("pytest").approx(best)
+
+
 def test_greedy_matches_a_full_recomputation():
     """The incremental greedy takes the same steps as re-evaluating every move on the
     whole objective would: gains add up to the objective's fall."""
