@@ -135,19 +135,20 @@ class _State:
             cost = min(cost, plus.costs[q])
         return cost
 
-    def move(self, ident: str, budget: bool = True) -> Move | None:
+    def move(self, ident: str, room: bool = True) -> Move | None:
         """Adding `ident` (replacing the chosen indexes it widens), if it pays for itself:
         saves more than its upkeep and size, and at least min_gain of what the statements it
-        serves cost now; and if it fits in the budget, unless `budget` is False."""
+        serves cost now; and if there is room for it (the budget, max_per_table), unless
+        `room` is False."""
         p, o = self.p, self.options[ident]
         mine = self.on_table.get(o.table, [])
         if any(ident in self.options[x].extends for x in mine):
             return None              # a chosen index has its key as a prefix, and its columns: redundant
         replaced = [x for x in mine if x in o.extends]
-        if not replaced and len(mine) >= p.max_per_table:
+        if room and not replaced and len(mine) >= p.max_per_table:
             return None
         added = o.size_bytes - sum(self.options[x].size_bytes for x in replaced)
-        if budget and p.budget_bytes is not None and self.bytes + added > p.budget_bytes:
+        if room and p.budget_bytes is not None and self.bytes + added > p.budget_bytes:
             return None
         queries = set(o.costs).union(*(self.options[x].costs for x in replaced))
         queries &= p.calls.keys()
@@ -187,8 +188,8 @@ def greedy(p: Problem, options: dict[str, Option], taken: list[tuple[str, float]
     for ident, gain in taken:
         st.take(ident, Move(gain, options[ident].size_bytes, []))
         gains[ident] = gain
-    unfit = _fill(st, sorted(options), gains)
-    while unfit and (swap := _swap(st, unfit)) is not None:
+    _fill(st, sorted(options), gains)
+    while p.budget_bytes is not None and (swap := _swap(st)) is not None:
         out, into, m = swap
         kept = [x for x in st.chosen if x != out]
         st = _State(p, options)
@@ -197,13 +198,12 @@ def greedy(p: Problem, options: dict[str, Option], taken: list[tuple[str, float]
         st.take(into, m)
         gains.pop(out, None)
         gains[into] = m.gain + sum(gains.pop(x, 0.0) for x in m.replaced)
-        unfit = (unfit - {into}) | _fill(st, sorted(options), gains)
+        _fill(st, sorted(options), gains)
     return [(x, gains[x]) for x in st.chosen]
 
 
-def _fill(st: _State, idents: list[str], gains: dict[str, float]) -> set[str]:
-    """The greedy's moves on `st`, best per byte first, while any pays for itself. Returns
-    the moves that paid for themselves but did not fit in the budget."""
+def _fill(st: _State, idents: list[str], gains: dict[str, float]) -> None:
+    """The greedy's moves on `st`, best per byte first, while any pays for itself."""
     p, options = st.p, st.options
     on_table: dict[str, list[str]] = {}
     on_query: dict[str, list[str]] = {}
@@ -228,15 +228,13 @@ def _fill(st: _State, idents: list[str], gains: dict[str, float]) -> set[str]:
 
     for ident in idents:
         push(ident)
-    unfit: set[str] = set()
     while heap:
         _, ident, v = heapq.heappop(heap)
         if v != version[ident] or ident not in moves:
             continue
         m = moves.pop(ident)
         if p.budget_bytes is not None and st.bytes + m.added_bytes > p.budget_bytes:
-            unfit.add(ident)         # the budget only fills up: this move will not fit again
-            continue
+            continue                 # the budget only fills up: this move will not fit again
         st.take(ident, m)
         gains[ident] = m.gain + sum(gains.pop(x, 0.0) for x in m.replaced)
         touched = set(on_table[options[ident].table])
@@ -244,26 +242,28 @@ def _fill(st: _State, idents: list[str], gains: dict[str, float]) -> set[str]:
             touched.update(on_query.get(q, ()))
         for other in sorted(touched):
             push(other)
-    return unfit
 
 
-def _swap(st: _State, unfit: set[str]) -> tuple[str, str, Move] | None:
-    """The chosen index and the move that did not fit (`unfit`) to take instead that lower
-    the workload's cost the most, if any does. Per byte, the greedy can spend a budget on
-    small indexes and leave no room for the one that saves most: TPC-H's set left 100 MB of
-    1.3 GB unused. Without `out`, the workload costs what its removal adds; a move on that
-    set saves its gain (objective() falls by the gains greedy() adds up), which is its gain
-    on the whole set where `out` serves none of its statements and is on another table.
-    Only an `out` that frees the bytes a move lacks is tried for it."""
+def _swap(st: _State) -> tuple[str, str, Move] | None:
+    """The chosen index and the move with no room (the budget, max_per_table) to take
+    instead that lower the workload's cost the most, if any does. Per byte, the greedy can
+    spend a budget on small indexes and leave no room for the one that saves most: TPC-H's
+    set left 100 MB of 1.3 GB unused. Without `out`, the workload costs what its removal
+    adds; a move on that set saves its gain (objective() falls by the gains greedy() adds
+    up), which is its gain on the whole set where `out` serves none of its statements and is
+    on another table. Only an `out` that makes the room a move lacks is tried for it."""
     p, options = st.p, st.options
     now = objective(p, options, st.chosen)
     limit = now * (1 - 1e-9)
-    moves = {i: m for i in sorted(unfit) if i not in st.chosen and (m := st.move(i, budget=False)) is not None}
+    moves = {i: m for i in sorted(options)
+             if i not in st.chosen and st.move(i) is None and (m := st.move(i, room=False)) is not None}
     best: tuple[float, str, str] | None = None
     rests: dict[str, _State] = {}
     for out in st.chosen:
         o = options[out]
-        lacking = [i for i, m in moves.items() if st.bytes + m.added_bytes - o.size_bytes <= p.budget_bytes]
+        lacking = [i for i, m in moves.items() if st.bytes + m.added_bytes - o.size_bytes <= p.budget_bytes
+                   and (options[i].table == o.table or m.replaced
+                        or len(st.on_table.get(options[i].table, [])) < p.max_per_table)]
         if not lacking:
             continue
         mates = [options[x] for x in st.on_table[o.table] if x != out]

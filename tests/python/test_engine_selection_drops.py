@@ -172,18 +172,18 @@ def test_a_swap_is_the_best_pair_as_costing_every_pair_whole_finds_it() -> None:
     p = problem(tw, calls=calls, base={q: 1000.0 for q in calls}, size_cost_per_mb=0.5, max_per_table=50,
                 budget_bytes=100 << 20)
     st = _State(p, opts)
-    unfit = _fill(st, sorted(opts), {})
+    _fill(st, sorted(opts), {})
     best = None
     for out in st.chosen:
         rest = _State(p, opts)
         for x in st.chosen:
             if x != out:
                 rest.take(x, Move(0.0, opts[x].size_bytes, []))
-        for into in unfit:
-            if (m := rest.move(into)) is not None:
+        for into in opts:
+            if into not in st.chosen and (m := rest.move(into)) is not None:
                 then = objective(p, opts, [x for x in rest.chosen if x not in m.replaced] + [into])
                 best = min(best or then, then)
-    out, into, m = _swap(st, unfit)
+    out, into, m = _swap(st)
     kept = [x for x in st.chosen if x != out and x not in m.replaced]
     assert best < objective(p, opts, st.chosen)
     assert objective(p, opts, kept + [into]) == __import__("pytest").approx(best)
