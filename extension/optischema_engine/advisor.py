@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from . import ddl, indexsize, running, senders, sqltext
@@ -490,43 +491,62 @@ def _evaluate(wi: WhatIf, catalog: Catalog, values: ValueSource, reads: list[Ana
             for col in cols:
                 users.setdefault((tkey, col), []).append(a)
     targets: dict[str, list[Analysed]] = {}
-    queues: dict[str, list[str]] = {}
     for ident, c in sorted(cands.items()):
         tkey = f"{c.schema}.{c.table}"
         targets[ident] = users.get((tkey, c.keys[0].column), []) or \
             (users.get((tkey, c.predicate[0]), []) if c.predicate else [])
-        if targets[ident]:
-            queues.setdefault(group_of.get(tkey, tkey), []).append(ident)
     options: dict[str, Option] = {}
-    rounds = max((len(q) for q in queues.values()), default=0)
-    for r in range(rounds):
-        if time.monotonic() - started > s.time_budget_s:
-            stats["time_budget_exhausted"] = True
-            break
-        batch = [q[r] for q in queues.values() if r < len(q)]
-        failed = wi.activate({i: (cands[i].hypo_ddl(), origin[i]) for i in batch},
-                             {i: f"{cands[i].schema}.{cands[i].table}" for i in batch})
-        batch = [i for i in batch if i not in failed]
-        results = wi.costs([(a.key, a.params.samples) for i in batch for a in targets[i]])
-        for ident in batch:
-            c = cands[ident]
-            costs = {}
-            for a in targets[ident]:
-                res = results[a.key]
-                if isinstance(res, Unplannable):
-                    continue
-                if ident not in res[2]:
-                    a.alone[ident] = a.base_cost                # a plan without it
-                    continue
-                after = a.alone[ident] = a.credited(res[0], res[1], probes)
-                if counts_for(a.base_cost, after, a.base_plans, c, s.min_cost_reduction):
-                    costs[a.key] = after
-            if costs:
-                options[ident] = _option(wi, values, c, tables[f"{c.schema}.{c.table}"], origin[ident], costs)
-    stats["evaluation_rounds"] = rounds
+    rounds = _Rounds(wi, cands, origin, {i: t for i, t in targets.items() if t}, group_of, [], started, s, stats)
+    for ident, planned in rounds:
+        c = cands[ident]
+        costs = {}
+        for a, res in planned:
+            if isinstance(res, Unplannable):
+                continue
+            if ident not in res[2]:
+                a.alone[ident] = a.base_cost                # a plan without it
+                continue
+            after = a.alone[ident] = a.credited(res[0], res[1], probes)
+            if counts_for(a.base_cost, after, a.base_plans, c, s.min_cost_reduction):
+                costs[a.key] = after
+        if costs:
+            options[ident] = _option(wi, values, c, tables[f"{c.schema}.{c.table}"], origin[ident], costs)
+    stats["evaluation_rounds"] = rounds.count
     _extends(options, cands)
     wi.activate({})
     return options, cands, origin, probes, targets
+
+
+class _Rounds:
+    """The candidates of `targets` costed for their statements there, with the indexes
+    `beside` active too. Candidates of different table groups cannot meet in a statement:
+    each round costs one candidate of every group at once, until the time budget runs out.
+    Iterates (candidate, [(statement, its what-if result)]); `count` is the rounds planned."""
+
+    def __init__(self, wi: WhatIf, cands: dict[str, Candidate], origin: dict[str, Sender],
+                 targets: dict[str, list[Analysed]], group_of: dict[str, str], beside: list[str], started: float,
+                 s: Settings, stats: dict):
+        self.queues: dict[str, list[str]] = {}
+        for ident in sorted(targets):
+            tkey = f"{cands[ident].schema}.{cands[ident].table}"
+            self.queues.setdefault(group_of.get(tkey, tkey), []).append(ident)
+        self.count = max((len(q) for q in self.queues.values()), default=0)
+        self.wi, self.cands, self.origin, self.targets, self.beside = wi, cands, origin, targets, beside
+        self.started, self.s, self.stats = started, s, stats
+
+    def __iter__(self) -> Iterator[tuple[str, list[tuple[Analysed, object]]]]:
+        for r in range(self.count):
+            if time.monotonic() - self.started > self.s.time_budget_s:
+                self.stats["time_budget_exhausted"] = True
+                return
+            batch = [q[r] for q in self.queues.values() if r < len(q)]
+            active = self.beside + batch
+            failed = self.wi.activate({i: (self.cands[i].hypo_ddl(), self.origin[i]) for i in active},
+                                      _tables_of(self.cands, active))
+            batch = [i for i in batch if i not in failed]
+            results = self.wi.costs([(a.key, a.params.samples) for i in batch for a in self.targets[i]])
+            for ident in batch:
+                yield ident, [(a, results[a.key]) for a in self.targets[ident]]
 
 
 def _option(wi: WhatIf, values: ValueSource, c: Candidate, t: Table, sender: Sender, costs: dict[str, float]) -> Option:
@@ -580,34 +600,19 @@ def _companions(wi: WhatIf, catalog: Catalog, values: ValueSource, options: dict
     for (q, _), ranked in sorted(best.items()):
         for _, ident in sorted(ranked)[:COMPANIONS]:
             pairs.setdefault(ident, []).append(served[q])
-    queues: dict[str, list[str]] = {}
-    for ident in sorted(pairs):
-        c = cands[ident]
-        tkey = f"{c.schema}.{c.table}"
-        queues.setdefault(group_of.get(tkey, tkey), []).append(ident)
     found = False
-    for r in range(max((len(q) for q in queues.values()), default=0)):
-        if time.monotonic() - started > s.time_budget_s:
-            stats["time_budget_exhausted"] = True
-            break
-        batch = [q[r] for q in queues.values() if r < len(q)]
-        active = picked + batch
-        failed = wi.activate({i: (cands[i].hypo_ddl(), origin[i]) for i in active}, _tables_of(cands, active))
-        batch = [i for i in batch if i not in failed]
-        results = wi.costs([(a.key, a.params.samples) for i in batch for a in pairs[i]])
-        for ident in batch:
-            c = cands[ident]
-            for a in pairs[ident]:
-                res = results[a.key]
-                if isinstance(res, Unplannable) or ident not in res[2]:
-                    continue
-                after = a.credited(res[0], res[1], probes)
-                if not counts_for(now[a.key][0], after, now[a.key][1], c, s.min_cost_reduction):
-                    continue
-                if ident not in options:
-                    options[ident] = _option(wi, values, c, catalog.table(c.schema, c.table), origin[ident], {})
-                options[ident].costs[a.key] = min(after, options[ident].costs.get(a.key, after))
-                found = True
+    for ident, planned in _Rounds(wi, cands, origin, pairs, group_of, picked, started, s, stats):
+        c = cands[ident]
+        for a, res in planned:
+            if isinstance(res, Unplannable) or ident not in res[2]:
+                continue
+            after = a.credited(res[0], res[1], probes)
+            if not counts_for(now[a.key][0], after, now[a.key][1], c, s.min_cost_reduction):
+                continue
+            if ident not in options:
+                options[ident] = _option(wi, values, c, catalog.table(c.schema, c.table), origin[ident], {})
+            options[ident].costs[a.key] = min(after, options[ident].costs.get(a.key, after))
+            found = True
     stats["companion_pairs"] = sum(len(v) for v in pairs.values())
     if found:
         _extends(options, cands)

@@ -16,10 +16,11 @@ page's worth of downlinks.
 The values are laid out as index_form_tuple() lays them: a fixed-length value aligned to
 its type's alignment, a short varlena (under 127 bytes) packed unaligned, and the null
 bitmap, where a row has a null, moving the values 8 bytes on. pg_stats.avg_width is the
-mean width rounded down: half a byte goes back per varlena but char(n), padded to one width. The padding matters on
-TPC-H: lineitem (l_shipdate, l_suppkey) INCLUDE (l_discount, l_extendedprice, l_partkey)
-has its int4 after two numerics averaging 13.5 bytes, and most of its tuples take 40
-bytes where the widths alone sum to 32 (270 MB built, 230 MB by the sum).
+mean width rounded down: half a byte goes back per varlena but char(n), padded to one
+width. The padding matters on TPC-H: lineitem (l_shipdate, l_suppkey) INCLUDE
+(l_discount, l_extendedprice, l_partkey) has its int4 after two numerics averaging 13.5
+bytes, and most of its tuples take 40 bytes where the widths alone sum to 32 (270 MB
+built, 230 MB by the sum).
 """
 from __future__ import annotations
 

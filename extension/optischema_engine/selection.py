@@ -126,6 +126,14 @@ class _State:
         self.serving: dict[str, set[str]] = {}      # query key -> chosen idents that serve it
         self.bytes = 0
 
+    @classmethod
+    def of(cls, p: Problem, options: dict[str, Option], chosen: list[str]) -> _State:
+        """The state with `chosen` taken, in that order."""
+        st = cls(p, options)
+        for ident in chosen:
+            st.take(ident, Move(0.0, options[ident].size_bytes, []))
+        return st
+
     def best(self, q: str, without: set[str] = frozenset(), plus: Option | None = None) -> float:
         cost = self.p.base[q]
         for i in self.serving.get(q, ()):
@@ -183,18 +191,12 @@ def greedy(p: Problem, options: dict[str, Option], taken: list[tuple[str, float]
     on the statements it serves: only those are re-evaluated. Under a budget, then swap
     (_swap) while a swap lowers the workload's cost, filling what it frees. Returns [(ident,
     gain at the step it was taken)], in the order taken."""
-    st = _State(p, options)
-    gains: dict[str, float] = {}
-    for ident, gain in taken:
-        st.take(ident, Move(gain, options[ident].size_bytes, []))
-        gains[ident] = gain
+    st = _State.of(p, options, [ident for ident, _ in taken])
+    gains = dict(taken)
     _fill(st, sorted(options), gains)
     while p.budget_bytes is not None and (swap := _swap(st)) is not None:
         out, into, m = swap
-        kept = [x for x in st.chosen if x != out]
-        st = _State(p, options)
-        for x in kept:
-            st.take(x, Move(0.0, options[x].size_bytes, []))
+        st = _State.of(p, options, [x for x in st.chosen if x != out])
         st.take(into, m)
         gains.pop(out, None)
         gains[into] = m.gain + sum(gains.pop(x, 0.0) for x in m.replaced)
@@ -286,8 +288,5 @@ def _swap(st: _State) -> tuple[str, str, Move] | None:
 def _without(st: _State, out: str, made: dict[str, _State]) -> _State:
     """The chosen set of `st` but `out` (kept in `made`)."""
     if out not in made:
-        rest = made[out] = _State(st.p, st.options)
-        for x in st.chosen:
-            if x != out:
-                rest.take(x, Move(0.0, st.options[x].size_bytes, []))
+        made[out] = _State.of(st.p, st.options, [x for x in st.chosen if x != out])
     return made[out]

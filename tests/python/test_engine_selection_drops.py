@@ -162,7 +162,7 @@ def test_a_swap_is_the_best_pair_as_costing_every_pair_whole_finds_it() -> None:
     the pair it takes lowers the objective exactly as much as the best of every pair costed
     whole."""
     import random
-    from optischema_engine.selection import Move, _fill, _State, _swap
+    from optischema_engine.selection import _fill, _State, _swap
     rnd = random.Random(7)
     calls = {f"q{i}": rnd.randint(1, 20) for i in range(120)}
     tw = {f"t{k}": TableWrites([], [WriteStmt("Insert", 50, 1.0, frozenset()),
@@ -175,10 +175,7 @@ def test_a_swap_is_the_best_pair_as_costing_every_pair_whole_finds_it() -> None:
     _fill(st, sorted(opts), {})
     best = None
     for out in st.chosen:
-        rest = _State(p, opts)
-        for x in st.chosen:
-            if x != out:
-                rest.take(x, Move(0.0, opts[x].size_bytes, []))
+        rest = _State.of(p, opts, [x for x in st.chosen if x != out])
         for into in opts:
             if into not in st.chosen and (m := rest.move(into)) is not None:
                 then = objective(p, opts, [x for x in rest.chosen if x not in m.replaced] + [into])
